@@ -1,0 +1,123 @@
+"""The contract between the attention engine and the analyses.
+
+One forward pass feeds every enabled analysis: for each batch the engine calls
+`update(batch, layer, maps)` once per layer (token maps always, word maps when an analysis
+asks for them), then `end_batch(batch)`. Streamed rows come out of `flush()` after each
+chunk of segments, aggregates out of `finish()`. `state_dict()` is saved with every chunk so
+that an interrupted run resumes where it stopped; memory never grows with the corpus.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import numpy as np
+
+if TYPE_CHECKING:
+    import torch
+
+
+@dataclass
+class AttentionBatch:
+    """A padded batch of segments and its unit layout (see extract/align.py).
+
+    Shapes: B segments, T tokens (padded), U units (padded). Padding tokens have
+    `token_valid` False; padding units have `unit_kind` -1.
+    """
+
+    segment_ids: np.ndarray  # [batch]
+    input_ids: torch.Tensor  # [batch, token]
+    token_valid: torch.Tensor  # [batch, token] bool
+    token_kind: torch.Tensor  # [batch, token] kind of the token's unit
+    token_punct: torch.Tensor  # [batch, token] NO_PUNCT / PERIOD / COMMA
+    token_unit: torch.Tensor  # [batch, token] unit index (padding -> U)
+    unit_kind: torch.Tensor  # [batch, unit] WORD / CLS / SEP / OTHER_SPECIAL, -1 padding
+    unit_word: torch.Tensor  # [batch, unit] word index in the segment, -1 otherwise
+    n_words: np.ndarray  # [batch] words the maps cover
+
+    @property
+    def size(self) -> int:
+        return len(self.segment_ids)
+
+
+@dataclass
+class LayerMaps:
+    """One layer's attention for a batch."""
+
+    token: torch.Tensor  # [batch, head, query, key]
+    word: torch.Tensor | None  # [batch, head, query_unit, key_unit]
+
+
+@dataclass
+class Rows:
+    """Rows for one table, as equal-length column arrays."""
+
+    table: str
+    columns: dict[str, np.ndarray]
+
+    def __len__(self) -> int:
+        return len(next(iter(self.columns.values()))) if self.columns else 0
+
+
+def head_metric_rows(grids: dict[str, np.ndarray], counts: dict[str, np.ndarray]) -> Rows:
+    """[layer, head] grids of named metrics -> long `head_metrics` rows."""
+    layers, heads, metrics, values, ns = [], [], [], [], []
+    for metric, grid in grids.items():
+        n_layers, n_heads = grid.shape
+        layer_index, head_index = np.meshgrid(
+            np.arange(n_layers), np.arange(n_heads), indexing="ij"
+        )
+        layers.append(layer_index.ravel())
+        heads.append(head_index.ravel())
+        metrics.append(np.full(grid.size, metric, dtype=object))
+        values.append(grid.ravel().astype(np.float64))
+        ns.append(np.broadcast_to(counts[metric], grid.shape).ravel().astype(np.int64))
+    return Rows(
+        "head_metrics",
+        {
+            "layer": np.concatenate(layers),
+            "head": np.concatenate(heads),
+            "metric": np.concatenate(metrics),
+            "value": np.concatenate(values),
+            "n": np.concatenate(ns),
+        },
+    )
+
+
+class Analysis(ABC):
+    """A streaming accumulator over the engine's batches."""
+
+    name: ClassVar[str]
+    needs_word_maps: ClassVar[bool] = False
+
+    def __init__(self, n_layers: int, n_heads: int):
+        self.n_layers = n_layers
+        self.n_heads = n_heads
+
+    @abstractmethod
+    def update(self, batch: AttentionBatch, layer: int, maps: LayerMaps) -> None:
+        """Consume one layer of one batch."""
+
+    def end_batch(self, batch: AttentionBatch) -> None:  # noqa: B027 - an optional hook
+        """Called after the last layer of a batch."""
+
+    def flush(self) -> list[Rows]:
+        """Rows streamed since the last flush (written with each checkpoint)."""
+        return []
+
+    @abstractmethod
+    def finish(self) -> list[Rows]:
+        """Aggregate rows, once the whole corpus has been seen."""
+
+    def state_dict(self) -> dict[str, np.ndarray]:
+        return {}
+
+    def load_state_dict(self, state: dict[str, np.ndarray]) -> None:
+        for key, value in state.items():
+            setattr(self, key, value)
+
+    def summary(self) -> dict[str, Any]:
+        """A few headline numbers for MLflow and the terminal."""
+        return {}

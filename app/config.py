@@ -1,0 +1,136 @@
+"""Typed configuration: where things live (Settings) and how an analysis pass runs.
+
+Configs are frozen dataclasses. `as_params()` gives the flat dict that is logged whole to
+MLflow, and `config_hash()` the short key that makes a rerun of the same config find its
+earlier run instead of repeating it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_DB_FILE = "headlens.duckdb"
+DEFAULT_MODEL = "minilm"
+# The paper caps every input at 128 word pieces, special tokens included (section 3).
+PAPER_MAX_TOKENS = 128
+
+Dtype = Literal["float32", "bfloat16"]
+Overflow = Literal["skip", "truncate"]
+OnUnaligned = Literal["error", "skip"]
+
+
+def normalize_db_url(value: str) -> str:
+    """Accept a SQLAlchemy URL, or a bare file path meaning a DuckDB file."""
+    if "://" in value:
+        return value
+    return f"duckdb:///{Path(value).expanduser().resolve()}"
+
+
+def _first_existing(candidates: list[Path]) -> Path | None:
+    return next((path for path in candidates if path.is_dir()), None)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Where the database, the MLflow store, the data and the feature cache live.
+
+    Resolution order for each: explicit argument, then environment variable
+    (HEADLENS_DB, HEADLENS_MLRUNS, HEADLENS_DATA, HEADLENS_CACHE), then a default in the
+    working directory. The data directory defaults to `../shared/data` beside the checkout,
+    where CI keeps the gold data.
+    """
+
+    db_url: str
+    mlruns_dir: Path
+    data_dir: Path | None
+    cache_dir: Path
+
+    @classmethod
+    def resolve(
+        cls,
+        *,
+        db: str | None = None,
+        mlruns: str | Path | None = None,
+        data_dir: str | Path | None = None,
+        cache_dir: str | Path | None = None,
+    ) -> Settings:
+        cwd = Path.cwd()
+        db_value = db or os.environ.get("HEADLENS_DB") or str(cwd / DEFAULT_DB_FILE)
+        mlruns_value = mlruns or os.environ.get("HEADLENS_MLRUNS") or cwd / "mlruns"
+        cache_value = cache_dir or os.environ.get("HEADLENS_CACHE") or cwd / "cache"
+        data_value = data_dir or os.environ.get("HEADLENS_DATA")
+        data_path = (
+            Path(data_value).expanduser().resolve()
+            if data_value
+            else _first_existing([REPO_ROOT.parent / "shared" / "data", cwd / "data"])
+        )
+        return cls(
+            db_url=normalize_db_url(db_value),
+            mlruns_dir=Path(mlruns_value).expanduser().resolve(),
+            data_dir=data_path,
+            cache_dir=Path(cache_value).expanduser().resolve(),
+        )
+
+    @property
+    def mlflow_uri(self) -> str:
+        # MLflow cannot use DuckDB as a backend; its recommended default is SQLite.
+        return f"sqlite:///{self.mlruns_dir / 'mlflow.db'}"
+
+    @property
+    def mlflow_artifacts(self) -> Path:
+        return self.mlruns_dir / "artifacts"
+
+
+class _Hashable:
+    """Mixin: flat params for MLflow and a stable short hash for run identity."""
+
+    def as_params(self) -> dict[str, Any]:
+        return {key: value for key, value in dataclasses.asdict(self).items()}  # type: ignore[call-overload]
+
+    def config_hash(self) -> str:
+        payload = json.dumps(self.as_params(), sort_keys=True, default=str)
+        return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class ExtractConfig(_Hashable):
+    """How the encoder is run over a corpus; identical configs share their runs."""
+
+    max_tokens: int = PAPER_MAX_TOKENS
+    # Sequences per forward pass. 16 is the CPU sweet spot measured in shared/STACK.md §5.
+    batch_size: int = 16
+    # bfloat16 is ~3.5x faster on AMX CPUs but can flip near-tied argmaxes: keep float32
+    # for accuracy tables (shared/STACK.md §5).
+    dtype: Dtype = "float32"
+    # Segments longer than max_tokens are skipped (and counted); coreference documents are
+    # truncated instead, as in the paper.
+    overflow: Overflow = "skip"
+    on_unaligned: OnUnaligned = "error"
+    # Segments per checkpoint: a resumed run restarts at the last finished chunk.
+    chunk_size: int = 256
+    limit: int | None = None
+    device: str = "cpu"
+    seed: int = 0
+    # Analysis-specific options (e.g. the MLM masking rate); part of the run identity.
+    options: tuple[tuple[str, Any], ...] = field(default_factory=tuple)
+
+    def option(self, key: str, default: Any) -> Any:
+        return dict(self.options).get(key, default)
+
+    def identity(self) -> dict[str, Any]:
+        """What defines a run's results: chunking and device do not change them."""
+        params = self.as_params()
+        for key in ("chunk_size", "device", "batch_size"):
+            params.pop(key)
+        return params
+
+    def config_hash(self) -> str:
+        payload = json.dumps(self.identity(), sort_keys=True, default=str)
+        return hashlib.sha256(payload.encode()).hexdigest()[:16]

@@ -1,0 +1,58 @@
+"""Typed errors: domain code raises these; the CLI turns each into a one-line message.
+
+Each class's docstring is the stem of its message, so the class list doubles as a
+catalogue of what can go wrong for a user.
+"""
+
+from __future__ import annotations
+
+
+class AppError(Exception):
+    """headlens could not finish."""
+
+
+class UnknownName(AppError):
+    """No such name."""
+
+    def __init__(self, kind: str, name: str, known: list[str] | tuple[str, ...], hint: str = ""):
+        listing = ", ".join(sorted(known)) if known else "(none yet)"
+        message = f"unknown {kind} {name!r}; known: {listing}"
+        super().__init__(f"{message}. {hint}" if hint else message)
+        self.kind, self.name, self.known = kind, name, list(known)
+
+
+class ModelNotFound(AppError):
+    """The encoder's files are not on this machine (headlens never downloads weights)."""
+
+
+class CorpusFormatError(AppError):
+    """A corpus file is malformed; the message names the file and line."""
+
+    def __init__(self, path: str, line: int | None, problem: str):
+        where = f"{path}:{line}" if line is not None else str(path)
+        super().__init__(f"{where}: {problem}")
+        self.path, self.line, self.problem = str(path), line, problem
+
+
+class AlignmentError(AppError):
+    """The tokenizer gives a word no word pieces, so attention cannot be mapped back to it."""
+
+
+class DatasetError(AppError):
+    """A dataset is missing, or its checksum does not match the registry."""
+
+
+class SchemaBehind(AppError):
+    """The database schema is older than this code: run `headlens db upgrade`."""
+
+
+class RunNotFound(AppError):
+    """No run matches."""
+
+
+class AnalysisUnavailable(AppError):
+    """The analysis cannot run on this encoder or corpus (for example, no MLM head)."""
+
+
+class QueryError(AppError):
+    """A query failed or was called with the wrong parameters."""

@@ -1,0 +1,125 @@
+"""The attention engine: one batched forward pass feeds every enabled analysis.
+
+Segments are sorted by length (deterministically, so a resumed run sees the same order),
+padded per batch, and run through the encoder with `output_attentions=True`. Each layer's
+token maps, and word maps when an analysis asks for them, go to every analysis before the
+next layer is touched, so at most one batch of maps is alive at a time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+
+import numpy as np
+import torch
+
+from app.analysis.base import Analysis, AttentionBatch, LayerMaps
+from app.extract.align import EncodedSegment
+from app.extract.word_level import pooling_matrices, to_word_level
+
+
+def length_order(segments: Sequence[EncodedSegment]) -> list[EncodedSegment]:
+    """Sort by token count, then segment id: similar lengths share a batch (less padding)."""
+    return sorted(segments, key=lambda segment: (segment.n_tokens, segment.segment_id))
+
+
+def collate(
+    segments: Sequence[EncodedSegment], pad_id: int, device: str = "cpu"
+) -> tuple[AttentionBatch, dict[str, torch.Tensor]]:
+    """Pad a list of encoded segments into an AttentionBatch and the model's inputs."""
+    size = len(segments)
+    n_tokens = max(segment.n_tokens for segment in segments)
+    n_units = max(segment.n_units for segment in segments)
+    input_ids = np.full((size, n_tokens), pad_id, dtype=np.int64)
+    token_type = np.zeros((size, n_tokens), dtype=np.int64)
+    valid = np.zeros((size, n_tokens), dtype=bool)
+    token_unit = np.full((size, n_tokens), n_units, dtype=np.int64)
+    token_kind = np.full((size, n_tokens), -1, dtype=np.int8)
+    token_punct = np.zeros((size, n_tokens), dtype=np.int8)
+    unit_kind = np.full((size, n_units), -1, dtype=np.int8)
+    unit_word = np.full((size, n_units), -1, dtype=np.int64)
+    for row, segment in enumerate(segments):
+        length, units = segment.n_tokens, segment.n_units
+        input_ids[row, :length] = segment.input_ids
+        token_type[row, :length] = segment.token_type_ids
+        valid[row, :length] = True
+        token_unit[row, :length] = segment.token_unit
+        token_kind[row, :length] = segment.unit_kind[segment.token_unit]
+        token_punct[row, :length] = segment.token_punct
+        unit_kind[row, :units] = segment.unit_kind
+        unit_word[row, :units] = segment.unit_word
+
+    def tensor(array: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy(array).to(device)
+
+    batch = AttentionBatch(
+        segment_ids=np.array([segment.segment_id for segment in segments], dtype=np.int64),
+        input_ids=tensor(input_ids),
+        token_valid=tensor(valid),
+        token_kind=tensor(token_kind),
+        token_punct=tensor(token_punct),
+        token_unit=tensor(token_unit),
+        unit_kind=tensor(unit_kind),
+        unit_word=tensor(unit_word),
+        n_words=np.array([segment.n_words for segment in segments], dtype=np.int64),
+    )
+    inputs = {
+        "input_ids": batch.input_ids,
+        "attention_mask": batch.token_valid.to(torch.int64),
+        "token_type_ids": tensor(token_type),
+    }
+    return batch, inputs
+
+
+class AttentionEngine:
+    """Runs an encoder over encoded segments and feeds the analyses layer by layer."""
+
+    def __init__(self, model, *, pad_id: int, batch_size: int, device: str = "cpu"):  # type: ignore[no-untyped-def]
+        self.model = model
+        self.pad_id = pad_id
+        self.batch_size = batch_size
+        self.device = device
+        # Models without token types (RoBERTa-style: type_vocab_size 1) take none.
+        self.use_token_types = getattr(model.config, "type_vocab_size", 0) > 1
+
+    def batches(
+        self, segments: Sequence[EncodedSegment]
+    ) -> Iterator[tuple[AttentionBatch, dict[str, torch.Tensor]]]:
+        for start in range(0, len(segments), self.batch_size):
+            batch, inputs = collate(
+                segments[start : start + self.batch_size], self.pad_id, self.device
+            )
+            if not self.use_token_types:
+                inputs.pop("token_type_ids")
+            yield batch, inputs
+
+    @torch.inference_mode()
+    def forward(self, inputs: dict[str, torch.Tensor]) -> tuple[torch.Tensor, ...]:
+        outputs = self.model(**inputs, output_attentions=True, return_dict=True)
+        attentions = outputs.attentions
+        if not attentions or attentions[0] is None:
+            raise RuntimeError(
+                "the model returned no attention weights; load it with attn_implementation='eager'"
+            )
+        return attentions
+
+    def run(
+        self, segments: Sequence[EncodedSegment], analyses: Sequence[Analysis], progress=None
+    ) -> None:  # type: ignore[no-untyped-def]
+        """Feed `segments` (already in length order) to every analysis."""
+        want_words = any(analysis.needs_word_maps for analysis in analyses)
+        for batch, inputs in self.batches(segments):
+            attentions = self.forward(inputs)
+            if want_words:
+                n_units = batch.unit_kind.shape[1]
+                sum_to, mean_from = pooling_matrices(batch.token_unit, n_units)
+            for layer, attention in enumerate(attentions):
+                token_maps = attention.float()  # [batch, head, query, key]
+                word_maps = to_word_level(token_maps, sum_to, mean_from) if want_words else None
+                maps = LayerMaps(token=token_maps, word=word_maps)
+                for analysis in analyses:
+                    analysis.update(batch, layer, maps)
+            for analysis in analyses:
+                analysis.end_batch(batch)
+            if progress is not None:
+                progress.update(batch.size)

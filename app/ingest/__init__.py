@@ -1,0 +1,1 @@
+"""Ingestion: encoders and corpora from local files into the database's vocabulary."""

@@ -1,0 +1,141 @@
+"""Named datasets: where each comes from, its SHA-256, and where it is found locally.
+
+The registry (app/data/datasets.json) lists every file of every dataset with its upstream
+URL and the SHA-256 of its content. Locally a file may sit plain or gzipped (`.gz`,
+checked on its decompressed content) under the data directory (--data-dir /
+HEADLENS_DATA, by default ../shared/data beside the checkout). `fetch` downloads what is
+missing where a network exists, verifying before it keeps anything.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import json
+import urllib.request
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+from typing import IO
+
+from app.errors import DatasetError, UnknownName
+
+REGISTRY_FILE = Path(__file__).resolve().parents[1] / "data" / "datasets.json"
+
+
+@dataclass(frozen=True)
+class DataFile:
+    path: str  # relative to the data directory
+    sha256: str  # of the (decompressed) content
+    url: str
+
+
+@dataclass(frozen=True)
+class Dataset:
+    name: str
+    format: str
+    description: str
+    files: tuple[DataFile, ...]
+
+
+@cache
+def registry() -> dict[str, Dataset]:
+    raw = json.loads(REGISTRY_FILE.read_text())
+    return {
+        name: Dataset(
+            name=name,
+            format=spec["format"],
+            description=spec["description"],
+            files=tuple(DataFile(**file) for file in spec["files"]),
+        )
+        for name, spec in raw.items()
+    }
+
+
+def get(name: str, datasets: dict[str, Dataset] | None = None) -> Dataset:
+    datasets = registry() if datasets is None else datasets
+    if name not in datasets:
+        raise UnknownName("dataset", name, list(datasets), hint="see `headlens datasets list`")
+    return datasets[name]
+
+
+def open_text(path: Path) -> IO[str]:
+    """Open a plain or gzipped UTF-8 text file."""
+    if path.suffix == ".gz":
+        return gzip.open(path, "rt", encoding="utf-8")
+    return path.open("r", encoding="utf-8")
+
+
+def content_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rb") as handle:  # type: ignore[operator]
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _local_copy(data_dir: Path, file: DataFile) -> Path | None:
+    for candidate in (data_dir / file.path, data_dir / (file.path + ".gz")):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def locate(
+    name: str, data_dir: Path | None, *, datasets: dict[str, Dataset] | None = None
+) -> list[Path]:
+    """Local, verified paths of every file of a dataset."""
+    dataset = get(name, datasets)
+    if data_dir is None:
+        raise DatasetError(
+            f"no data directory for dataset {name!r}: pass --data-dir DIR or set HEADLENS_DATA"
+        )
+    paths = []
+    for file in dataset.files:
+        local = _local_copy(data_dir, file)
+        if local is None:
+            raise DatasetError(
+                f"dataset {name!r}: {file.path} is not under {data_dir}; "
+                f"run `headlens datasets fetch {name}` where a network exists, or pass --data-dir"
+            )
+        actual = content_sha256(local)
+        if actual != file.sha256:
+            raise DatasetError(
+                f"dataset {name!r}: {local} has SHA-256 {actual[:12]}..., the registry expects "
+                f"{file.sha256[:12]}...; the file is corrupt or a different release"
+            )
+        paths.append(local)
+    return paths
+
+
+def fetch(
+    name: str, data_dir: Path, *, datasets: dict[str, Dataset] | None = None, timeout: float = 60.0
+) -> list[Path]:
+    """Download the files of a dataset that are missing locally; verify each before keeping it."""
+    dataset = get(name, datasets)
+    for file in dataset.files:
+        if _local_copy(data_dir, file) is not None:
+            continue
+        target = data_dir / file.path
+        target.parent.mkdir(parents=True, exist_ok=True)
+        partial = target.with_name(target.name + ".part")
+        try:
+            with (
+                urllib.request.urlopen(file.url, timeout=timeout) as response,
+                partial.open("wb") as out,
+            ):
+                for block in iter(lambda: response.read(1 << 20), b""):
+                    out.write(block)
+        except OSError as error:
+            partial.unlink(missing_ok=True)
+            raise DatasetError(f"dataset {name!r}: cannot download {file.url}: {error}") from error
+        actual = content_sha256(partial)
+        if actual != file.sha256:
+            partial.unlink()
+            raise DatasetError(
+                f"dataset {name!r}: {file.url} has SHA-256 {actual[:12]}..., expected "
+                f"{file.sha256[:12]}...; nothing was kept"
+            )
+        partial.rename(target)
+    return locate(name, data_dir, datasets=datasets)

@@ -1,0 +1,1 @@
+"""Reports: query results -> tables and figures. Never reads raw tensors."""

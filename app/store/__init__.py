@@ -1,0 +1,1 @@
+"""Storage: SQLAlchemy models (schema.py), engine factory (db.py), the one writer (write.py)."""

@@ -1,0 +1,88 @@
+"""Engine and session factories, and the schema-version check.
+
+Nothing connects at import time. Engines use NullPool: a pooled DuckDB connection keeps the
+file's write lock while idle, which would lock out a second `headlens` process
+(shared/STACK.md §2).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.pool import NullPool
+
+from app.config import REPO_ROOT
+from app.errors import SchemaBehind
+
+MIGRATIONS_DIR = REPO_ROOT / "migrations"
+
+
+def make_engine(url: str) -> Engine:
+    if url.startswith("duckdb:///") and not url.startswith("duckdb:///:memory:"):
+        Path(url.removeprefix("duckdb:///")).parent.mkdir(parents=True, exist_ok=True)
+    engine = create_engine(url, poolclass=NullPool)
+    if engine.dialect.name == "sqlite":
+        # SQLite enforces foreign keys only when asked, per connection.
+        @event.listens_for(engine, "connect")
+        def _enable_foreign_keys(dbapi_connection, _record) -> None:  # type: ignore[no-untyped-def]
+            cursor = dbapi_connection.cursor()
+            cursor.execute("PRAGMA foreign_keys=ON")
+            cursor.close()
+
+    return engine
+
+
+def alembic_config(url: str):  # type: ignore[no-untyped-def]
+    """An Alembic Config for `url` that works from any working directory."""
+    from alembic.config import Config
+
+    config = Config(str(REPO_ROOT / "alembic.ini"))
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    config.set_main_option("sqlalchemy.url", url)
+    return config
+
+
+def upgrade(url: str, revision: str = "head") -> str:
+    """Run Alembic migrations up to `revision`; returns the revision now current."""
+    from alembic import command
+
+    command.upgrade(alembic_config(url), revision)
+    return current_revision(make_engine(url)) or "base"
+
+
+def head_revision() -> str:
+    from alembic.script import ScriptDirectory
+
+    heads = ScriptDirectory.from_config(alembic_config("sqlite://")).get_heads()
+    return heads[0]
+
+
+def current_revision(engine: Engine) -> str | None:
+    with engine.connect() as connection:
+        try:
+            return connection.execute(text("SELECT version_num FROM alembic_version")).scalar()
+        except Exception:  # no table yet: an empty database
+            return None
+
+
+def check_schema(engine: Engine) -> None:
+    """Fail with the command to type when the database is behind the code."""
+    current, head = current_revision(engine), head_revision()
+    if current != head:
+        state = "empty" if current is None else f"at revision {current}"
+        raise SchemaBehind(
+            f"the database {engine.url.render_as_string(hide_password=True)} is {state}, "
+            f"code expects {head}: run `headlens db upgrade`"
+        )
+
+
+@contextmanager
+def session_scope(engine: Engine) -> Iterator[Session]:
+    """A transaction: committed on success, rolled back on any error."""
+    factory = sessionmaker(engine, expire_on_commit=False)
+    with factory.begin() as session:
+        yield session

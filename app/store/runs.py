@@ -1,0 +1,191 @@
+"""Run bookkeeping: identity, status, checkpoints, and clearing results for --force.
+
+A run is keyed by (encoder, corpus, analysis, config hash). Starting a run that is done is
+a no-op; starting one that is running or failed resumes it from its checkpoint, which is
+written in the same transaction as the rows it covers, so the two always agree.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import subprocess
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+from sqlalchemy import delete, select
+from sqlalchemy.orm import Session
+
+from app import __version__
+from app.config import REPO_ROOT, ExtractConfig
+from app.errors import RunNotFound
+from app.store.corpora import utcnow
+from app.store.schema import Base, Corpus, Encoder, Run, RunCheckpoint
+
+RunState = Literal["new", "resume", "done"]
+
+
+def code_version() -> str:
+    """Package version plus the git commit (and '-dirty') when run from a checkout."""
+    try:
+        sha = subprocess.run(
+            ["git", "-C", str(REPO_ROOT), "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=True,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", str(REPO_ROOT), "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=True,
+        ).stdout.strip()
+        return f"{__version__}+{sha}{'-dirty' if dirty else ''}"
+    except (OSError, subprocess.SubprocessError):
+        return __version__
+
+
+def result_tables() -> list[str]:
+    """Every table holding rows that belong to a run."""
+    return [
+        name
+        for name, table in Base.metadata.tables.items()
+        if "run_id" in table.c and name != "run_checkpoints"
+    ]
+
+
+@dataclass
+class RunHandle:
+    run: Run
+    state: RunState
+
+
+def start_run(
+    session: Session,
+    encoder: Encoder,
+    corpus: Corpus,
+    analysis: str,
+    config: ExtractConfig,
+    *,
+    force: bool = False,
+) -> RunHandle:
+    existing = session.scalar(
+        select(Run).where(
+            Run.encoder_id == encoder.id,
+            Run.corpus_id == corpus.id,
+            Run.analysis == analysis,
+            Run.config_hash == config.config_hash(),
+        )
+    )
+    if existing is not None and existing.status == "done" and not force:
+        return RunHandle(existing, "done")
+    if existing is not None and force:
+        clear_results(session, existing.id)
+    if existing is not None:
+        state: RunState = "new" if force else "resume"
+        existing.status = "running"
+        existing.error = None
+        existing.code_version = code_version()
+        if force:
+            existing.started_at = utcnow()
+            existing.finished_at = None
+        return RunHandle(existing, state)
+    run = Run(
+        encoder_id=encoder.id,
+        corpus_id=corpus.id,
+        analysis=analysis,
+        config_json=json.dumps(config.as_params(), sort_keys=True, default=str),
+        config_hash=config.config_hash(),
+        status="running",
+        started_at=utcnow(),
+        code_version=code_version(),
+    )
+    session.add(run)
+    session.flush()
+    return RunHandle(run, "new")
+
+
+def clear_results(session: Session, run_id: int) -> None:
+    for name in result_tables() + ["run_checkpoints"]:
+        table = Base.metadata.tables[name]
+        session.execute(delete(table).where(table.c.run_id == run_id))
+
+
+def _pack(state: dict[str, np.ndarray]) -> bytes:
+    buffer = io.BytesIO()
+    np.savez(buffer, **state)
+    return buffer.getvalue()
+
+
+def _unpack(blob: bytes) -> dict[str, np.ndarray]:
+    with np.load(io.BytesIO(blob), allow_pickle=False) as archive:
+        return {key: archive[key] for key in archive.files}
+
+
+def save_checkpoint(
+    session: Session, run_id: int, segments_done: int, state: dict[str, np.ndarray]
+) -> None:
+    checkpoint = session.get(RunCheckpoint, run_id)
+    if checkpoint is None:
+        session.add(
+            RunCheckpoint(
+                run_id=run_id, segments_done=segments_done, state=_pack(state), updated_at=utcnow()
+            )
+        )
+    else:
+        checkpoint.segments_done = segments_done
+        checkpoint.state = _pack(state)
+        checkpoint.updated_at = utcnow()
+
+
+def load_checkpoint(session: Session, run_id: int) -> tuple[int, dict[str, np.ndarray]] | None:
+    checkpoint = session.get(RunCheckpoint, run_id)
+    if checkpoint is None:
+        return None
+    return checkpoint.segments_done, _unpack(checkpoint.state)
+
+
+def finish_run(session: Session, run_id: int, *, n_segments: int, skipped: dict[str, int]) -> None:
+    run = session.get(Run, run_id)
+    assert run is not None
+    run.status = "done"
+    run.finished_at = utcnow()
+    run.n_segments = n_segments
+    run.skipped_json = json.dumps(skipped, sort_keys=True)
+    checkpoint = session.get(RunCheckpoint, run_id)
+    if checkpoint is not None:
+        session.delete(checkpoint)
+
+
+def fail_run(session: Session, run_id: int, error: str) -> None:
+    run = session.get(Run, run_id)
+    if run is not None:
+        run.status = "failed"
+        run.error = error[:2000]
+        run.finished_at = utcnow()
+
+
+def latest_run(
+    session: Session, analysis: str, *, encoder: str | None = None, corpus: str | None = None
+) -> Run:
+    """The most recent finished run of `analysis`, optionally for one encoder / corpus."""
+    query = select(Run).where(Run.analysis == analysis, Run.status == "done")
+    if encoder is not None:
+        query = query.join(Encoder, Encoder.id == Run.encoder_id).where(Encoder.name == encoder)
+    if corpus is not None:
+        query = query.join(Corpus, Corpus.id == Run.corpus_id).where(Corpus.name == corpus)
+    run = session.scalar(query.order_by(Run.finished_at.desc(), Run.id.desc()).limit(1))
+    if run is None:
+        scope = " ".join(
+            filter(
+                None, [f"model {encoder}" if encoder else "", f"corpus {corpus}" if corpus else ""]
+            )
+        )
+        raise RunNotFound(
+            f"no finished {analysis} run{' for ' + scope if scope else ''}: "
+            f"run `headlens analyze {analysis} --model M --corpus C` first"
+        )
+    return run

@@ -1,0 +1,253 @@
+"""The database schema, defined once as SQLAlchemy 2.0 models.
+
+Alembic revisions in `migrations/` build it; the bulk writer (write.py) inserts per-head and
+per-word rows into these same tables through DuckDB's Arrow path. Surrogate keys use
+explicit sequences because DuckDB has no SERIAL (shared/STACK.md §2); every other integer
+key is declared `autoincrement=False`.
+
+Indices follow one convention: `layer`, `head`, `word_index` are 0-based.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import (
+    Boolean,
+    DateTime,
+    Double,
+    Float,
+    ForeignKey,
+    ForeignKeyConstraint,
+    Integer,
+    LargeBinary,
+    MetaData,
+    Sequence,
+    SmallInteger,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+
+
+def surrogate_key(table: str) -> Mapped[int]:
+    # No server_default: with it the ORM falls back to one INSERT per row (STACK.md §2).
+    return mapped_column(Integer, Sequence(f"{table}_id_seq"), primary_key=True)
+
+
+class Encoder(Base):
+    """An ingested Transformer encoder: where its files are and what shape it has."""
+
+    __tablename__ = "encoders"
+
+    id: Mapped[int] = surrogate_key("encoders")
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    source: Mapped[str] = mapped_column(Text)
+    architecture: Mapped[str] = mapped_column(String(100))
+    weights_sha256: Mapped[str] = mapped_column(String(64))
+    # "pretrained", or "random:<seed>" for a randomly initialised copy of the architecture
+    # (the paper's random-init control).
+    init: Mapped[str] = mapped_column(String(40))
+    n_layers: Mapped[int] = mapped_column(Integer)
+    n_heads: Mapped[int] = mapped_column(Integer)
+    hidden_size: Mapped[int] = mapped_column(Integer)
+    vocab_size: Mapped[int] = mapped_column(Integer)
+    max_positions: Mapped[int | None] = mapped_column(Integer)
+    cased: Mapped[bool] = mapped_column(Boolean)
+    has_mlm_head: Mapped[bool] = mapped_column(Boolean)
+    # JSON object: role ("cls", "sep", "pad", ...) -> token id, as the tokenizer reports it.
+    special_tokens_json: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime)
+
+
+class Corpus(Base):
+    """An ingested corpus; `sha256` of its source makes re-ingestion a no-op."""
+
+    __tablename__ = "corpora"
+
+    id: Mapped[int] = surrogate_key("corpora")
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    format: Mapped[str] = mapped_column(String(40))
+    source: Mapped[str] = mapped_column(Text)
+    sha256: Mapped[str] = mapped_column(String(64))
+    n_documents: Mapped[int] = mapped_column(Integer)
+    n_segments: Mapped[int] = mapped_column(Integer)
+    n_words: Mapped[int] = mapped_column(Integer)
+    # JSON: how the corpus was built, and what was dropped while reading it, by reason.
+    config_json: Mapped[str] = mapped_column(Text)
+    dropped_json: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime)
+
+
+class DocumentRow(Base):
+    __tablename__ = "documents"
+    __table_args__ = (UniqueConstraint("corpus_id", "doc_index"),)
+
+    id: Mapped[int] = surrogate_key("documents")
+    corpus_id: Mapped[int] = mapped_column(ForeignKey("corpora.id"))
+    doc_index: Mapped[int] = mapped_column(Integer)
+    name: Mapped[str] = mapped_column(Text)
+
+
+class SegmentRow(Base):
+    """One encoder input: a sentence, a paragraph pair or a document window."""
+
+    __tablename__ = "segments"
+    __table_args__ = (UniqueConstraint("corpus_id", "seg_index"),)
+
+    id: Mapped[int] = surrogate_key("segments")
+    corpus_id: Mapped[int] = mapped_column(ForeignKey("corpora.id"))
+    document_id: Mapped[int] = mapped_column(ForeignKey("documents.id"))
+    seg_index: Mapped[int] = mapped_column(Integer)
+    label: Mapped[str] = mapped_column(Text)
+    text: Mapped[str | None] = mapped_column(Text)
+    n_words: Mapped[int] = mapped_column(Integer)
+
+
+class WordRow(Base):
+    __tablename__ = "words"
+
+    segment_id: Mapped[int] = mapped_column(
+        ForeignKey("segments.id"), primary_key=True, autoincrement=False
+    )
+    word_index: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    form: Mapped[str] = mapped_column(Text)
+    lemma: Mapped[str | None] = mapped_column(Text)
+    upos: Mapped[str | None] = mapped_column(String(20))
+    xpos: Mapped[str | None] = mapped_column(String(20))
+    part: Mapped[int] = mapped_column(SmallInteger)
+    sent_index: Mapped[int] = mapped_column(Integer)
+
+
+class AnnotationLayer(Base):
+    """A dependency annotation of a corpus: gold from the source, or silver from a parser."""
+
+    __tablename__ = "annotation_layers"
+    __table_args__ = (UniqueConstraint("corpus_id", "name"),)
+
+    id: Mapped[int] = surrogate_key("annotation_layers")
+    corpus_id: Mapped[int] = mapped_column(ForeignKey("corpora.id"))
+    name: Mapped[str] = mapped_column(String(40))
+    # "gold" or "silver".
+    kind: Mapped[str] = mapped_column(String(10))
+    # Label scheme: "ud" (Universal Dependencies), "clear" (ClearNLP/Stanford-style), ...
+    scheme: Mapped[str] = mapped_column(String(20))
+    tool: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime)
+
+
+class Dependency(Base):
+    """One arc: `head_index` is NULL for the root."""
+
+    __tablename__ = "dependencies"
+    __table_args__ = (
+        ForeignKeyConstraint(
+            ["segment_id", "word_index"], ["words.segment_id", "words.word_index"]
+        ),
+    )
+
+    layer_id: Mapped[int] = mapped_column(
+        ForeignKey("annotation_layers.id"), primary_key=True, autoincrement=False
+    )
+    segment_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    word_index: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    head_index: Mapped[int | None] = mapped_column(Integer)
+    relation: Mapped[str] = mapped_column(String(40))
+
+
+class Run(Base):
+    """One analysis of one corpus by one encoder under one config.
+
+    (encoder, corpus, analysis, config_hash) is unique: rerunning a finished config is a
+    no-op, and an interrupted one resumes from its checkpoint.
+    """
+
+    __tablename__ = "runs"
+    __table_args__ = (UniqueConstraint("encoder_id", "corpus_id", "analysis", "config_hash"),)
+
+    id: Mapped[int] = surrogate_key("runs")
+    encoder_id: Mapped[int] = mapped_column(ForeignKey("encoders.id"))
+    corpus_id: Mapped[int] = mapped_column(ForeignKey("corpora.id"))
+    analysis: Mapped[str] = mapped_column(String(40))
+    config_json: Mapped[str] = mapped_column(Text)
+    config_hash: Mapped[str] = mapped_column(String(16))
+    # "running", "done" or "failed".
+    status: Mapped[str] = mapped_column(String(10))
+    started_at: Mapped[datetime] = mapped_column(DateTime)
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime)
+    code_version: Mapped[str] = mapped_column(String(80))
+    mlflow_run_id: Mapped[str | None] = mapped_column(String(64))
+    n_segments: Mapped[int | None] = mapped_column(Integer)
+    # JSON: segments left out, by reason (too long, unalignable): nothing silently dropped.
+    skipped_json: Mapped[str | None] = mapped_column(Text)
+    error: Mapped[str | None] = mapped_column(Text)
+
+
+class RunCheckpoint(Base):
+    """Streaming state of an unfinished run, written in the same transaction as its rows."""
+
+    __tablename__ = "run_checkpoints"
+
+    run_id: Mapped[int] = mapped_column(
+        ForeignKey("runs.id"), primary_key=True, autoincrement=False
+    )
+    segments_done: Mapped[int] = mapped_column(Integer)
+    state: Mapped[bytes] = mapped_column(LargeBinary)
+    updated_at: Mapped[datetime] = mapped_column(DateTime)
+
+
+class HeadMetric(Base):
+    """A scalar per head, long format: surface statistics, gradients, behaviour scores."""
+
+    __tablename__ = "head_metrics"
+
+    run_id: Mapped[int] = mapped_column(
+        ForeignKey("runs.id"), primary_key=True, autoincrement=False
+    )
+    layer: Mapped[int] = mapped_column(SmallInteger, primary_key=True, autoincrement=False)
+    head: Mapped[int] = mapped_column(SmallInteger, primary_key=True, autoincrement=False)
+    metric: Mapped[str] = mapped_column(String(40), primary_key=True)
+    value: Mapped[float] = mapped_column(Double)
+    # How many observations (query tokens, arcs, ...) the value averages over.
+    n: Mapped[int] = mapped_column(Integer)
+
+
+class HeadPrediction(Base):
+    """Per word and head: the word it attends to most, and how much goes to special tokens.
+
+    `predicted_index` excludes the word itself and special tokens (the paper's head-as-
+    parser rule); NULL when the segment has no other word. Accuracies are SQL joins of
+    this table with `dependencies`.
+    """
+
+    __tablename__ = "head_predictions"
+    __table_args__ = (
+        ForeignKeyConstraint(
+            ["segment_id", "word_index"], ["words.segment_id", "words.word_index"]
+        ),
+    )
+
+    run_id: Mapped[int] = mapped_column(
+        ForeignKey("runs.id"), primary_key=True, autoincrement=False
+    )
+    segment_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    word_index: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    layer: Mapped[int] = mapped_column(SmallInteger, primary_key=True, autoincrement=False)
+    head: Mapped[int] = mapped_column(SmallInteger, primary_key=True, autoincrement=False)
+    predicted_index: Mapped[int | None] = mapped_column(Integer)
+    weight: Mapped[float | None] = mapped_column(Float)
+    cls_weight: Mapped[float] = mapped_column(Float)
+    sep_weight: Mapped[float] = mapped_column(Float)

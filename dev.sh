@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# Set-up plus the project's two commands, on a fresh machine with Python 3.11 and pip:
+#   ./dev.sh reproduce [headlens reproduce options]   full reproduction on the defaults
+#   ./dev.sh test [pytest options]                    the test suite (what CI runs)
+# The first call creates .venv and installs everything pinned in constraints.txt (a few
+# minutes); later calls reuse it until pyproject.toml or constraints.txt change.
+set -euo pipefail
+cd "$(dirname "$0")"
+
+venv="${HEADLENS_VENV:-.venv}"
+python="${PYTHON:-}"
+if [ -z "$python" ]; then
+  for candidate in python3.11 python3; do
+    if command -v "$candidate" >/dev/null 2>&1; then python="$candidate"; break; fi
+  done
+fi
+"$python" -c 'import sys; sys.exit(sys.version_info < (3, 11))' \
+  || { echo "headlens needs Python >= 3.11 (found $("$python" --version 2>&1)); set PYTHON=..." >&2; exit 1; }
+
+ensure_env() {
+  local stamp="$venv/.headlens-installed-$(cat pyproject.toml constraints.txt | sha256sum | cut -c1-16)"
+  if [ ! -f "$stamp" ]; then
+    echo "setting up $venv (first run: a few minutes) ..." >&2
+    "$python" -m venv "$venv"
+    "$venv/bin/python" -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[dev]'
+    rm -f "$venv"/.headlens-installed-*
+    touch "$stamp"
+  fi
+}
+
+case "${1:-}" in
+  reproduce)
+    shift; ensure_env
+    exec "$venv/bin/headlens" reproduce "$@" ;;
+  test)
+    shift; ensure_env
+    exec "$venv/bin/python" -m pytest "$@" ;;
+  setup)
+    ensure_env ;;
+  *)
+    echo "usage: ./dev.sh reproduce|test|setup [options]" >&2; exit 2 ;;
+esac

@@ -1,0 +1,36 @@
+-- runs: analysis runs, newest first, with status, duration, segments and MLflow run id
+-- params:
+--   limit = 30  how many runs to list
+-- columns:
+--   run            database run id
+--   analysis       analysis name
+--   model          encoder name
+--   corpus         corpus name
+--   status         running / done / failed
+--   started        start time (UTC)
+--   seconds        wall time of the run, if finished
+--   segments       segments analysed
+--   skipped        segments left out, by reason (JSON)
+--   mlflow_run_id  the MLflow run of the same analysis
+with runs_ as (
+    select * from runs
+),
+
+final as (
+    select
+        runs_.id as run,
+        runs_.analysis,
+        encoders.name as model,
+        corpora.name as corpus,
+        runs_.status,
+        runs_.started_at as started,
+        round(epoch(runs_.finished_at) - epoch(runs_.started_at), 1) as seconds,
+        runs_.n_segments as segments,
+        runs_.skipped_json as skipped,
+        runs_.mlflow_run_id
+    from runs_
+    join encoders on encoders.id = runs_.encoder_id
+    join corpora on corpora.id = runs_.corpus_id
+)
+
+select * from final order by run desc limit :limit

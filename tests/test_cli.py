@@ -1,0 +1,98 @@
+"""The command line: help everywhere, one-line errors, a fast --help, an end-to-end session."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import click
+import pytest
+from click.testing import CliRunner
+
+from app.cli import cli
+
+
+def all_commands(group: click.Group = cli, prefix: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
+    found = []
+    for name, command in group.commands.items():
+        path = prefix + (name,)
+        found.append(path)
+        if isinstance(command, click.Group):
+            found += all_commands(command, path)
+    return found
+
+
+@pytest.mark.parametrize("path", all_commands(), ids=" ".join)
+def test_every_command_explains_itself(path: tuple[str, ...]) -> None:
+    result = CliRunner().invoke(cli, [*path, "--help"])
+    assert result.exit_code == 0, result.output
+    command = cli
+    for name in path:
+        command = command.commands[name]  # type: ignore[attr-defined]
+    assert command.help and len(command.help.strip()) > 20
+    if not isinstance(command, click.Group):
+        assert "Example" in command.help, f"{' '.join(path)} has no Example in its help"
+
+
+def test_help_does_not_import_torch_or_mlflow() -> None:
+    code = "import sys; from app.cli import cli; print(any(m in sys.modules for m in ('torch', 'mlflow', 'transformers')))"
+    output = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout
+    assert output.strip() == "False"
+
+
+def run(settings, *args: str) -> click.testing.Result:  # type: ignore[no-untyped-def]
+    base = [
+        "--db",
+        settings.db_url,
+        "--mlruns",
+        str(settings.mlruns_dir),
+        "--cache-dir",
+        str(settings.cache_dir),
+    ]
+    return CliRunner().invoke(cli, [*base, *args], catch_exceptions=False)
+
+
+def test_errors_are_one_line_and_name_the_fix(settings) -> None:  # type: ignore[no-untyped-def]
+    result = run(settings, "analyze", "surface", "--model", "nope", "--corpus", "nada")
+    assert result.exit_code == 1
+    assert result.output.startswith("Error: unknown model 'nope'")
+    assert "headlens ingest model" in result.output
+    assert result.output.count("\n") == 1
+    result = run(settings, "query", "no_such_query")
+    assert (
+        "unknown query 'no_such_query'; known:" in result.output
+        and "surface_by_layer" in result.output
+    )
+
+
+def test_a_session_through_the_cli(settings, tiny_bert: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    corpus = tmp_path / "two.txt"
+    corpus.write_text("One sentence here .\nAnother , with a comma .\tAnd a second part .\n")
+    assert "added" in run(settings, "ingest", "model", "tiny", "--path", str(tiny_bert)).output
+    assert (
+        "added"
+        in run(
+            settings, "ingest", "corpus", "two", "--format", "text", "--path", str(corpus)
+        ).output
+    )
+    result = run(settings, "analyze", "surface", "--model", "tiny", "--corpus", "two")
+    assert result.exit_code == 0 and "surface: run 1 finished (2 segments" in result.output
+    table = run(settings, "query", "surface_by_layer", "--format", "csv").output.splitlines()
+    assert table[0].startswith("layer,attn_prev,") and len(table) == 3
+    adhoc = run(
+        settings,
+        "query",
+        "--sql",
+        "select count(*) as n from head_metrics where run_id = :r",
+        "-p",
+        "r=1",
+    )
+    assert adhoc.output.split()[-1] == str(2 * 4 * 11)
+    listing = run(settings, "runs").output
+    assert "surface" in listing and "done" in listing
+    # Running it again is a no-op with a message, not an error.
+    again = run(settings, "analyze", "surface", "--model", "tiny", "--corpus", "two")
+    assert again.exit_code == 0 and "already finished" in again.output

@@ -1,0 +1,64 @@
+"""Token -> word conversion: a hand-computed example, padding, and the reference oracle."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from app.extract.reference import word_level as reference_word_level
+from app.extract.word_level import pooling_matrices, to_word_level
+
+# [CLS] a b1 b2 [SEP]: word "b" is split into two pieces (query side and key side).
+TOKEN_UNIT = [0, 1, 2, 2, 3]
+ATTENTION = [
+    [0.2, 0.2, 0.2, 0.2, 0.2],  # [CLS]
+    [0.1, 0.3, 0.4, 0.1, 0.1],  # a
+    [0.5, 0.1, 0.1, 0.1, 0.2],  # b1
+    [0.3, 0.3, 0.2, 0.0, 0.2],  # b2
+    [0.0, 0.0, 0.0, 0.0, 1.0],  # [SEP]
+]
+# By hand: "to b" sums columns b1 + b2; "from b" averages rows b1 and b2
+# (b1 -> [.5, .1, .2, .2], b2 -> [.3, .3, .2, .2], mean [.4, .2, .2, .2]).
+EXPECTED = [
+    [0.2, 0.2, 0.4, 0.2],
+    [0.1, 0.3, 0.5, 0.1],
+    [0.4, 0.2, 0.2, 0.2],
+    [0.0, 0.0, 0.0, 1.0],
+]
+ATOL = 1e-6  # float32 matmuls of numbers with one decimal
+
+
+def convert(attention: torch.Tensor, token_unit: torch.Tensor, n_units: int) -> torch.Tensor:
+    sum_to, mean_from = pooling_matrices(token_unit, n_units)
+    return to_word_level(attention, sum_to, mean_from)
+
+
+def test_hand_computed_example_with_split_word() -> None:
+    attention = torch.tensor([[ATTENTION]])  # [batch 1, head 1, 5, 5]
+    words = convert(attention, torch.tensor([TOKEN_UNIT]), 4)
+    assert words.shape == (1, 1, 4, 4)
+    np.testing.assert_allclose(words[0, 0].numpy(), EXPECTED, atol=ATOL)
+    np.testing.assert_allclose(words.sum(-1).numpy(), 1.0, atol=ATOL)
+
+
+def test_padding_does_not_leak_into_a_shorter_row() -> None:
+    # Row 2 is the same sentence padded by two tokens (unit index n_units marks padding).
+    padded = torch.zeros(7, 7)
+    padded[:5, :5] = torch.tensor(ATTENTION)
+    attention = torch.stack([torch.eye(7) / 1.0, padded]).unsqueeze(1)  # [2, 1, 7, 7]
+    token_unit = torch.tensor([[0, 1, 2, 3, 4, 5, 6], TOKEN_UNIT + [7, 7]])
+    words = convert(attention, token_unit, 7)
+    np.testing.assert_allclose(words[1, 0, :4, :4].numpy(), EXPECTED, atol=ATOL)
+    assert float(words[1, 0, 4:].abs().sum()) == 0.0
+    assert float(words[1, 0, :, 4:].abs().sum()) == 0.0
+
+
+def test_matches_per_sentence_reference_on_random_maps() -> None:
+    generator = torch.Generator().manual_seed(0)
+    token_unit = torch.tensor([0, 1, 1, 1, 2, 3, 3, 4, 5, 5, 6])  # three split words
+    logits = torch.randn(3, 11, 11, generator=generator)  # [head, query, key]
+    attention = logits.softmax(-1)
+    words = convert(attention.unsqueeze(0), token_unit.unsqueeze(0), 7)[0]
+    expected = reference_word_level(attention.double().numpy(), token_unit.numpy())
+    np.testing.assert_allclose(words.numpy(), expected, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(words.sum(-1).numpy(), 1.0, atol=1e-5)
