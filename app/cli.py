@@ -241,6 +241,31 @@ def ingest_corpus(
     click.echo(f"corpus {name}: {state} ({details})")
 
 
+@cli.command()
+@click.argument("corpus")
+@click.option(
+    "--name", default="silver", show_default=True, help="name of the new annotation layer"
+)
+@click.pass_context
+@translate_errors
+def annotate(context: click.Context, corpus: str, name: str) -> None:
+    """Parse CORPUS with spaCy into a silver, Stanford-style dependency layer.
+
+    The paper's Table 1 uses Stanford Dependencies; UD has no pobj/prep. The silver layer
+    (ClearNLP labels: dobj, pobj, prep, poss, ...) sits beside the gold one, and queries
+    choose with -p annotation=silver.
+
+    Example: headlens annotate ud-ewt-dev && headlens query table1_relations -p annotation=silver
+    """
+    from app.pipeline import annotate as run
+
+    result = run(settings_of(context), corpus, name=name)
+    state = "added" if result.created else "already stored"
+    click.echo(
+        f"annotation {name} of {corpus}: {state} ({', '.join(f'{k}={v}' for k, v in result.details.items())})"
+    )
+
+
 # ----------------------------------------------------------------------- datasets
 
 

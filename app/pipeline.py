@@ -141,6 +141,52 @@ def ingest_corpus(
     return IngestResult("corpus", name, stored.created, details)
 
 
+def annotate(settings: Settings, corpus: str, *, name: str = "silver") -> IngestResult:
+    """Parse a corpus with spaCy into a silver dependency layer (a no-op if it exists)."""
+    import numpy as np
+    from sqlalchemy import select
+
+    from app.ingest.silver import SCHEME, load_parser, parse_segments, parser_name
+    from app.store.corpora import find_corpus, segment_inputs, store_dependency_layer
+    from app.store.schema import AnnotationLayer
+
+    engine = _engine(settings)
+    with session_scope(engine) as session:
+        corpus_row = find_corpus(session, corpus)
+        existing = session.scalar(
+            select(AnnotationLayer).where(
+                AnnotationLayer.corpus_id == corpus_row.id, AnnotationLayer.name == name
+            )
+        )
+        if existing is not None:
+            return IngestResult(
+                "annotation", name, False, {"corpus": corpus, "tool": existing.tool}
+            )
+        inputs = segment_inputs(session, corpus_row.id)
+        corpus_id = corpus_row.id
+    nlp = load_parser()
+    progress = _progress(len(inputs), 0, f"parsing {corpus}", unit="seq")
+    arcs = list(parse_segments(nlp, inputs, progress=progress))
+    progress.close()
+    with session_scope(engine) as session:
+        store_dependency_layer(
+            session,
+            corpus_id,
+            name=name,
+            kind="silver",
+            scheme=SCHEME,
+            tool=parser_name(nlp),
+            segment_ids=np.array([arc.segment_id for arc in arcs], dtype=np.int64),
+            word_indices=np.array([arc.word_index for arc in arcs], dtype=np.int64),
+            heads=[arc.head_index for arc in arcs],
+            relations=[arc.relation for arc in arcs],
+            upos=[arc.upos for arc in arcs],
+        )
+    return IngestResult(
+        "annotation", name, True, {"corpus": corpus, "arcs": len(arcs), "tool": parser_name(nlp)}
+    )
+
+
 # --------------------------------------------------------------------------- analyze
 
 
@@ -158,11 +204,12 @@ class RunSummary:
     summary: dict[str, Any] = field(default_factory=dict)
 
 
-def _progress(total: int, initial: int, description: str):  # type: ignore[no-untyped-def]
+def _progress(total: int, initial: int, description: str, unit: str = "seg"):  # type: ignore[no-untyped-def]
+    """A progress bar on a terminal, nothing in logs (tqdm's disable=None)."""
     from tqdm.auto import tqdm
 
     return tqdm(
-        total=total, initial=initial, desc=description, unit="seg", disable=None, leave=False
+        total=total, initial=initial, desc=description, unit=unit, disable=None, leave=False
     )
 
 

@@ -124,7 +124,9 @@ def execute(engine: Engine, sql: str, params: dict[str, Any]):  # type: ignore[n
     try:
         with engine.connect() as connection:
             result = connection.execute(text(sql), params)
-            return pd.DataFrame(result.fetchall(), columns=list(result.keys()))
+            frame = pd.DataFrame(result.fetchall(), columns=list(result.keys()))
+            # Nullable integers stay integers (an int column with a NULL would become float).
+            return frame.convert_dtypes(convert_string=False, convert_boolean=False)
     except Exception as error:  # noqa: BLE001 - any database error becomes one line
         message = str(getattr(error, "orig", error)).strip().splitlines()[0]
         raise QueryError(f"query failed: {message}") from error

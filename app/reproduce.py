@@ -61,5 +61,29 @@ def reproduce(
         corpus=wiki,
     )
 
+    # Paper §4.2 / Table 1: heads as parsers on UD English EWT dev, gold UD and silver SD-style.
+    treebank = "ud-ewt-dev"
+    pipeline.ingest_corpus(settings, treebank)
+    pipeline.annotate(settings, treebank)
+    syntax_config = ExtractConfig(
+        dtype="float32", limit=200 if quick else None
+    )  # argmax ties: keep fp32
+    pipeline.analyze(
+        settings, ["syntax"], model=model, corpus=treebank, config=syntax_config, on_event=echo
+    )
+    for annotation, label in (
+        ("gold", "gold UD, mapped to the paper's relations"),
+        ("silver", "silver spaCy, Stanford-style labels"),
+    ):
+        _table(
+            settings,
+            echo,
+            f"Table 1: best head per relation on {treebank} ({label})",
+            "table1_relations",
+            model=model,
+            corpus=treebank,
+            params={"annotation": annotation},
+        )
+
     echo(f"\ndatabase: {settings.db_url}")
     echo(f"MLflow store: {settings.mlflow_uri} (headlens mlflow-ui)")

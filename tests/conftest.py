@@ -125,5 +125,8 @@ def populated(
     )
     pipeline.ingest_model(settings, "tiny", str(tiny_bert))
     pipeline.ingest_corpus(settings, "toy", fmt="conllu", path=str(FIXTURES / "toy.conllu"))
-    pipeline.analyze(settings, ["surface"], model="tiny", corpus="toy", config=ExtractConfig())
+    pipeline.annotate(settings, "toy")
+    pipeline.analyze(
+        settings, ["surface", "syntax"], model="tiny", corpus="toy", config=ExtractConfig()
+    )
     return settings

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from app.analysis.base import Analysis
 from app.analysis.surface import SurfaceAnalysis
+from app.analysis.syntax import HeadPredictions
 
 
 @dataclass(frozen=True)
@@ -24,6 +25,11 @@ ANALYSES: dict[str, AnalysisSpec] = {
             "surface",
             SurfaceAnalysis,
             "paper §3: attention to [CLS]/[SEP]/punctuation, previous/next token, entropy",
+        ),
+        AnalysisSpec(
+            "syntax",
+            HeadPredictions,
+            "paper §4.2: each head's most-attended word per word, scored against dependencies in SQL",
         ),
     ]
 }

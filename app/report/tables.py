@@ -4,11 +4,15 @@ from __future__ import annotations
 
 from typing import Literal
 
+import pandas as pd
+
+_NA = pd.NA
+
 TableFormat = Literal["table", "markdown", "csv", "json"]
 
 
 def _cell(value: object, digits: int) -> str:
-    if value is None:
+    if value is None or value is _NA:
         return ""
     if isinstance(value, float):
         if value != value:  # NaN

@@ -148,6 +148,7 @@ def store_dependency_layer(
     word_indices: np.ndarray,
     heads: list[int | None],
     relations: list[str | None],
+    upos: list[str | None] | None = None,
 ) -> AnnotationLayer:
     layer = AnnotationLayer(
         corpus_id=corpus_id, name=name, kind=kind, scheme=scheme, tool=tool, created_at=utcnow()
@@ -162,6 +163,7 @@ def store_dependency_layer(
             "word_index": word_indices,
             "head_index": np.array(heads, dtype=object),
             "relation": np.array(relations, dtype=object),
+            "upos": np.array(upos if upos is not None else [None] * len(relations), dtype=object),
         },
         constants={"layer_id": layer.id},
     )

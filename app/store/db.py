@@ -50,8 +50,14 @@ def upgrade(url: str, revision: str = "head") -> str:
     """Run Alembic migrations up to `revision`; returns the revision now current."""
     from alembic import command
 
+    from app.store.reference import seed_reference_data
+
     command.upgrade(alembic_config(url), revision)
-    return current_revision(make_engine(url)) or "base"
+    engine = make_engine(url)
+    current = current_revision(engine)
+    if current == head_revision():
+        seed_reference_data(engine)
+    return current or "base"
 
 
 def head_revision() -> str:

@@ -166,6 +166,8 @@ class Dependency(Base):
     word_index: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
     head_index: Mapped[int | None] = mapped_column(Integer)
     relation: Mapped[str] = mapped_column(String(40))
+    # Part of speech assigned by this layer's tool (silver layers); gold POS is in `words`.
+    upos: Mapped[str | None] = mapped_column(String(20))
 
 
 class Run(Base):
@@ -249,5 +251,36 @@ class HeadPrediction(Base):
     head: Mapped[int] = mapped_column(SmallInteger, primary_key=True, autoincrement=False)
     predicted_index: Mapped[int | None] = mapped_column(Integer)
     weight: Mapped[float | None] = mapped_column(Float)
+    # The other word that attends most to this one: the authors' code's "transpose" direction.
+    attended_by_index: Mapped[int | None] = mapped_column(Integer)
     cls_weight: Mapped[float] = mapped_column(Float)
     sep_weight: Mapped[float] = mapped_column(Float)
+
+
+class RelationMap(Base):
+    """How a scheme's dependency labels map onto the paper's (Stanford Dependencies) rows.
+
+    Seeded from app/data/relation_map.csv by `headlens db upgrade`: data, not code.
+    """
+
+    __tablename__ = "relation_map"
+
+    scheme: Mapped[str] = mapped_column(String(20), primary_key=True)
+    label: Mapped[str] = mapped_column(String(40), primary_key=True)
+    relation: Mapped[str] = mapped_column(String(40))
+    note: Mapped[str | None] = mapped_column(Text)
+
+
+class PaperRelation(Base):
+    """The paper's Table 1 rows, for side-by-side comparison (app/data/paper_table1.csv)."""
+
+    __tablename__ = "paper_relations"
+
+    relation: Mapped[str] = mapped_column(String(40), primary_key=True)
+    sort_order: Mapped[int] = mapped_column(Integer)
+    paper_head: Mapped[str] = mapped_column(String(10))
+    paper_accuracy: Mapped[float] = mapped_column(Double)
+    paper_baseline: Mapped[float] = mapped_column(Double)
+    paper_baseline_offset: Mapped[int] = mapped_column(Integer)
+    # Why a scheme may have no rows for this relation (e.g. UD has no pobj/prep).
+    missing_note: Mapped[str | None] = mapped_column(Text)

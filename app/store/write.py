@@ -28,6 +28,9 @@ def _as_arrow(columns: Mapping[str, np.ndarray]):  # type: ignore[no-untyped-def
 
     arrays = {}
     for name, values in columns.items():
+        if isinstance(values, np.ma.MaskedArray):  # nullable numbers: masked -> NULL
+            arrays[name] = pa.array(values.data, mask=np.ma.getmaskarray(values))
+            continue
         array = np.asarray(values)
         if array.dtype == object:
             arrays[name] = pa.array(list(array), from_pandas=True)
@@ -51,7 +54,9 @@ def insert_rows(
 ) -> int:
     """Insert equal-length columns (plus constant columns) into `table_name`.
 
-    A table with a sequence-backed `id` gets fresh ids when `columns` has none.
+    Nullable numeric columns come as numpy masked arrays (masked = NULL), nullable text as
+    object arrays holding None. A table with a sequence-backed `id` gets fresh ids when
+    `columns` has none.
     """
     if isinstance(connection, Session):
         connection = connection.connection()
@@ -87,6 +92,10 @@ def insert_rows(
         raw.unregister(source_name)
     else:
         names = list(columns)
-        values = [np.asarray(columns[name]).tolist() for name in names]
+        # MaskedArray.tolist() turns masked entries into None.
+        values = [
+            columns[name].tolist() if isinstance(columns[name], np.ndarray) else list(columns[name])
+            for name in names
+        ]
         connection.execute(table.insert(), [dict(zip(names, row)) for row in zip(*values)])
     return n_rows
