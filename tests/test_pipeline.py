@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 from sqlalchemy import func, select
 
@@ -133,3 +134,18 @@ def test_random_init_copy_is_its_own_encoder(settings, tiny_bert: Path) -> None:
     assert not pipeline.ingest_model(
         settings, "tiny-random", str(tiny_bert), random_init_seed=3
     ).created
+
+
+def test_clustering_and_example_maps_through_the_pipeline(ready) -> None:  # type: ignore[no-untyped-def]
+    pipeline.analyze(ready, ["clustering", "examples"], model="tiny", corpus="lines", config=CONFIG)
+    distances = pipeline.run_query(ready, None, sql="select * from head_distances")
+    assert len(distances) == 8 * 7 // 2 and (distances["jsd"] >= 0).all()
+    coords = pipeline.run_query(ready, None, sql="select * from head_coords")
+    assert len(coords) == 8
+    sums = pipeline.run_query(
+        ready,
+        None,
+        sql="select segment_id, layer, head, query_unit, sum(weight) as total from example_maps group by all",
+    )
+    assert sums["segment_id"].nunique() == 3  # the first three segments of 8-20 words
+    assert np.allclose(sums["total"].to_numpy(dtype=float), 1.0, atol=1e-5)

@@ -48,6 +48,8 @@ class LayerMaps:
 
     token: torch.Tensor  # [batch, head, query, key]
     word: torch.Tensor | None  # [batch, head, query_unit, key_unit]
+    # d loss / d attention, [batch, head, query, key]: only in the engine's gradient mode.
+    grad: torch.Tensor | None = None
 
 
 @dataclass
@@ -91,6 +93,8 @@ class Analysis(ABC):
 
     name: ClassVar[str]
     needs_word_maps: ClassVar[bool] = False
+    # Gradient analyses run in their own pass, on masked input, with the MLM head.
+    needs_gradients: ClassVar[bool] = False
 
     def __init__(self, n_layers: int, n_heads: int):
         self.n_layers = n_layers

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from app.analysis.base import Analysis
+from app.analysis.clustering import HeadClustering
+from app.analysis.examples import ExampleMaps
+from app.analysis.importance import GradientImportance
 from app.analysis.surface import SurfaceAnalysis
 from app.analysis.syntax import HeadPredictions
 
@@ -16,6 +20,13 @@ class AnalysisSpec:
     description: str
     # Segments beyond the token budget: skipped (default) or truncated (documents).
     overflow: str = "skip"
+    # Corpus data the analysis needs besides attention, loaded by the pipeline by name.
+    context: str | None = None
+
+    def build(self, n_layers: int, n_heads: int, context: Any = None) -> Analysis:
+        if self.context is None:
+            return self.cls(n_layers, n_heads)
+        return self.cls(n_layers, n_heads, context)  # type: ignore[call-arg]
 
 
 ANALYSES: dict[str, AnalysisSpec] = {
@@ -30,6 +41,22 @@ ANALYSES: dict[str, AnalysisSpec] = {
             "syntax",
             HeadPredictions,
             "paper §4.2: each head's most-attended word per word, scored against dependencies in SQL",
+        ),
+        AnalysisSpec(
+            "clustering",
+            HeadClustering,
+            "paper §6: Jensen-Shannon distances between heads and a 2-D MDS map",
+        ),
+        AnalysisSpec(
+            "examples",
+            ExampleMaps,
+            "word-level maps of a few example sentences, kept for figures (paper Fig. 5)",
+            context="example_segments",
+        ),
+        AnalysisSpec(
+            "gradients",
+            GradientImportance,
+            "paper §3: |d masked-LM loss / d attention| by target kind (needs an MLM head)",
         ),
     ]
 }

@@ -8,7 +8,7 @@ next layer is touched, so at most one batch of maps is alive at a time.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -117,6 +117,40 @@ class AttentionEngine:
                 token_maps = attention.float()  # [batch, head, query, key]
                 word_maps = to_word_level(token_maps, sum_to, mean_from) if want_words else None
                 maps = LayerMaps(token=token_maps, word=word_maps)
+                for analysis in analyses:
+                    analysis.update(batch, layer, maps)
+            for analysis in analyses:
+                analysis.end_batch(batch)
+            if progress is not None:
+                progress.update(batch.size)
+
+    def run_gradients(
+        self,
+        segments: Sequence[EncodedSegment],
+        analyses: Sequence[Analysis],
+        *,
+        mask: Callable[[AttentionBatch], tuple[torch.Tensor, torch.Tensor]],
+        loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+        progress=None,  # type: ignore[no-untyped-def]
+    ) -> None:
+        """Feed attention and d loss / d attention of a masked-LM model to the analyses.
+
+        `mask(batch)` gives masked input ids and labels; `loss(logits, labels)` the scalar to
+        differentiate. The model must have its MLM head (AutoModelForMaskedLM).
+        """
+        for batch, inputs in self.batches(segments):
+            masked_ids, labels = mask(batch)
+            inputs = {**inputs, "input_ids": masked_ids}
+            self.model.zero_grad(set_to_none=True)
+            with torch.enable_grad():
+                outputs = self.model(**inputs, output_attentions=True, return_dict=True)
+                for attention in outputs.attentions:
+                    attention.retain_grad()
+                loss(outputs.logits, labels).backward()
+            for layer, attention in enumerate(outputs.attentions):
+                maps = LayerMaps(
+                    token=attention.detach().float(), word=None, grad=attention.grad.float()
+                )
                 for analysis in analyses:
                     analysis.update(batch, layer, maps)
             for analysis in analyses:

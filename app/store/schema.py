@@ -284,3 +284,48 @@ class PaperRelation(Base):
     paper_baseline_offset: Mapped[int] = mapped_column(Integer)
     # Why a scheme may have no rows for this relation (e.g. UD has no pobj/prep).
     missing_note: Mapped[str | None] = mapped_column(Text)
+
+
+class HeadDistance(Base):
+    """Mean Jensen-Shannon divergence between two heads' attention (a < b, paper §6)."""
+
+    __tablename__ = "head_distances"
+
+    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id"), primary_key=True, autoincrement=False)
+    layer_a: Mapped[int] = mapped_column(SmallInteger, primary_key=True, autoincrement=False)
+    head_a: Mapped[int] = mapped_column(SmallInteger, primary_key=True, autoincrement=False)
+    layer_b: Mapped[int] = mapped_column(SmallInteger, primary_key=True, autoincrement=False)
+    head_b: Mapped[int] = mapped_column(SmallInteger, primary_key=True, autoincrement=False)
+    jsd: Mapped[float] = mapped_column(Double)
+
+
+class HeadCoordinate(Base):
+    """A head's position in the 2-D MDS map of the distances."""
+
+    __tablename__ = "head_coords"
+
+    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id"), primary_key=True, autoincrement=False)
+    layer: Mapped[int] = mapped_column(SmallInteger, primary_key=True, autoincrement=False)
+    head: Mapped[int] = mapped_column(SmallInteger, primary_key=True, autoincrement=False)
+    x: Mapped[float] = mapped_column(Double)
+    y: Mapped[float] = mapped_column(Double)
+
+
+class ExampleMap(Base):
+    """Word-level attention of a few example segments, for figures (paper Figure 5).
+
+    Units index the rows/columns of the word-level map; `*_word` is the word index, NULL
+    for special tokens.
+    """
+
+    __tablename__ = "example_maps"
+
+    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id"), primary_key=True, autoincrement=False)
+    segment_id: Mapped[int] = mapped_column(ForeignKey("segments.id"), primary_key=True, autoincrement=False)
+    layer: Mapped[int] = mapped_column(SmallInteger, primary_key=True, autoincrement=False)
+    head: Mapped[int] = mapped_column(SmallInteger, primary_key=True, autoincrement=False)
+    query_unit: Mapped[int] = mapped_column(SmallInteger, primary_key=True, autoincrement=False)
+    key_unit: Mapped[int] = mapped_column(SmallInteger, primary_key=True, autoincrement=False)
+    query_word: Mapped[int | None] = mapped_column(Integer)
+    key_word: Mapped[int | None] = mapped_column(Integer)
+    weight: Mapped[float] = mapped_column(Float)

@@ -1,0 +1,295 @@
+"""Analyze stage: encoder passes over a corpus feeding streaming analyses.
+
+Each analysis is a database run and an MLflow run. Analyses that only read attention share
+one forward pass; gradient analyses need the masked-LM model on masked input and get a pass
+of their own. Rows are written with a checkpoint after every chunk of segments, in one
+transaction, so an interrupted pass resumes exactly where it stopped.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine
+
+from app.config import ExtractConfig, Settings
+from app.errors import AnalysisUnavailable, AppError, UnknownName
+from app.pipeline.common import open_db, progress_bar
+from app.store.db import session_scope
+
+Say = Callable[[str], None]
+
+
+@dataclass
+class RunSummary:
+    run_id: int
+    analysis: str
+    model: str
+    corpus: str
+    state: str  # "new", "resume", "done" (already finished: nothing ran)
+    n_segments: int | None = None
+    skipped: dict[str, int] = field(default_factory=dict)
+    skipped_examples: dict[str, list[str]] = field(default_factory=dict)
+    mlflow_run_id: str | None = None
+    summary: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class _Target:
+    """The encoder and corpus rows a pass needs, read once."""
+
+    model: str
+    corpus: str
+    corpus_id: int
+    source: Path
+    init: str
+    has_mlm_head: bool
+
+
+def analyze(
+    settings: Settings,
+    analyses: Sequence[str],
+    *,
+    model: str,
+    corpus: str,
+    config: ExtractConfig,
+    force: bool = False,
+    on_event: Say | None = None,
+) -> list[RunSummary]:
+    """Run analyses of `model` over `corpus`: one database + MLflow run each."""
+    from app.analysis.registry import ANALYSES
+    from app.store.corpora import find_corpus
+    from app.store.encoders import find_encoder
+    from app.store.runs import start_run
+
+    say = on_event or (lambda message: None)
+    unknown = [name for name in analyses if name not in ANALYSES]
+    if unknown:
+        raise UnknownName("analysis", unknown[0], list(ANALYSES))
+    db = open_db(settings)
+    with session_scope(db) as session:
+        encoder = find_encoder(session, model)
+        corpus_row = find_corpus(session, corpus)
+        target = _Target(
+            model, corpus, corpus_row.id, Path(encoder.source), encoder.init, encoder.has_mlm_head
+        )
+        for name in analyses:
+            if ANALYSES[name].cls.needs_gradients and not target.has_mlm_head:
+                raise AnalysisUnavailable(
+                    f"model {model!r} has no masked-LM head (no cls.predictions / lm_head weights), "
+                    f"so the {name} analysis cannot run on it; ingest a checkpoint that has one "
+                    "(e.g. a BertForMaskedLM directory) to use it"
+                )
+        summaries: dict[str, RunSummary] = {}
+        for name in analyses:
+            handle = start_run(session, encoder, corpus_row, name, config, force=force)
+            summaries[name] = RunSummary(
+                handle.run.id,
+                name,
+                model,
+                corpus,
+                handle.state,
+                mlflow_run_id=handle.run.mlflow_run_id,
+            )
+    for summary in summaries.values():
+        if summary.state == "done":
+            say(
+                f"{summary.analysis}: run {summary.run_id} already finished for this model, corpus and "
+                "config (use --force to redo)"
+            )
+    todo = [name for name in analyses if summaries[name].state != "done"]
+    forward = [name for name in todo if not ANALYSES[name].cls.needs_gradients]
+    gradients = [name for name in todo if ANALYSES[name].cls.needs_gradients]
+    for names, mode in ((forward, "forward"), (gradients, "gradients")):
+        if names:
+            _run_pass(
+                settings,
+                db,
+                target,
+                config,
+                [summaries[name] for name in names],
+                mode=mode,
+                say=say,
+            )
+    return [summaries[name] for name in analyses]
+
+
+def _run_pass(
+    settings: Settings,
+    db: Engine,
+    target: _Target,
+    config: ExtractConfig,
+    summaries: list[RunSummary],
+    *,
+    mode: str,
+    say: Say,
+) -> None:
+    from app.analysis.registry import ANALYSES
+    from app.extract.align import Aligner, Skipped
+    from app.extract.attention import AttentionEngine, length_order
+    from app.ingest.models import load_encoder
+    from app.pipeline.contexts import load_context
+    from app.store.corpora import segment_inputs
+    from app.store.runs import fail_run, finish_run, load_checkpoint, save_checkpoint
+    from app.store.write import insert_rows
+    from app.tracking import Tracker
+
+    loaded = load_encoder(
+        target.source,
+        init=target.init,
+        dtype=config.dtype,
+        device=config.device,
+        masked_lm=mode == "gradients",
+    )
+    with session_scope(db) as session:
+        inputs = segment_inputs(session, target.corpus_id, limit=config.limit)
+    skipped = Skipped()
+    aligner = Aligner(
+        loaded.tokenizer,
+        max_tokens=config.max_tokens,
+        overflow=config.overflow,
+        on_unaligned=config.on_unaligned,
+    )
+    encoded = length_order(aligner.encode(inputs, skipped))
+    if not encoded:
+        raise AppError(
+            f"no segment of corpus {target.corpus!r} can be analysed: skipped {skipped.counts}"
+        )
+
+    info = loaded.info
+    accumulators = {}
+    for summary in summaries:
+        spec = ANALYSES[summary.analysis]
+        context = load_context(db, spec.context, target.corpus_id) if spec.context else None
+        accumulators[summary.analysis] = spec.build(info.n_layers, info.n_heads, context)
+    done_upto = {summary.analysis: 0 for summary in summaries}
+    tracker = Tracker(settings)
+    with session_scope(db) as session:
+        for summary in summaries:
+            checkpoint = load_checkpoint(session, summary.run_id)
+            if checkpoint is not None:
+                done_upto[summary.analysis], state = checkpoint
+                accumulators[summary.analysis].load_state_dict(state)
+                say(
+                    f"{summary.analysis}: resuming run {summary.run_id} after "
+                    f"{done_upto[summary.analysis]} of {len(encoded)} segments"
+                )
+            _open_mlflow_run(session, tracker, settings, target, config, summary, info)
+
+    engine = AttentionEngine(
+        loaded.model,
+        pad_id=loaded.tokenizer.pad_token_id or 0,
+        batch_size=config.batch_size,
+        device=config.device,
+    )
+    feed = _gradient_feed(engine, loaded, config) if mode == "gradients" else engine.run
+    names = [summary.analysis for summary in summaries]
+    run_ids = {summary.analysis: summary.run_id for summary in summaries}
+    start = min(done_upto.values())
+    progress = progress_bar(
+        len(encoded), start, f"{'+'.join(names)} {target.model} on {target.corpus}"
+    )
+    try:
+        for chunk_start in range(start, len(encoded), config.chunk_size):
+            chunk = encoded[chunk_start : chunk_start + config.chunk_size]
+            active = [name for name in names if done_upto[name] <= chunk_start]
+            feed(chunk, [accumulators[name] for name in active], progress=progress)
+            with session_scope(db) as session:
+                for name in active:
+                    for rows in accumulators[name].flush():
+                        insert_rows(
+                            session, rows.table, rows.columns, constants={"run_id": run_ids[name]}
+                        )
+                    save_checkpoint(
+                        session,
+                        run_ids[name],
+                        chunk_start + len(chunk),
+                        accumulators[name].state_dict(),
+                    )
+                    done_upto[name] = chunk_start + len(chunk)
+        with session_scope(db) as session:
+            for name in names:
+                for rows in accumulators[name].finish():
+                    insert_rows(
+                        session, rows.table, rows.columns, constants={"run_id": run_ids[name]}
+                    )
+                finish_run(session, run_ids[name], n_segments=len(encoded), skipped=skipped.counts)
+    except BaseException as error:
+        progress.close()
+        with session_scope(db) as session:
+            for name in names:
+                fail_run(session, run_ids[name], f"{type(error).__name__}: {error}")
+        for summary in summaries:
+            tracker.finish(summary.mlflow_run_id, failed=True)  # type: ignore[arg-type]
+        raise
+    progress.close()
+    for summary in summaries:
+        summary.summary = accumulators[summary.analysis].summary()
+        summary.n_segments = len(encoded)
+        summary.skipped = dict(skipped.counts)
+        summary.skipped_examples = dict(skipped.examples)
+        metrics = {**summary.summary, "n_segments": len(encoded), "n_skipped": skipped.total}
+        tracker.log_metrics(summary.mlflow_run_id, metrics)  # type: ignore[arg-type]
+        tracker.finish(summary.mlflow_run_id)  # type: ignore[arg-type]
+
+
+def _gradient_feed(engine, loaded, config: ExtractConfig):  # type: ignore[no-untyped-def]
+    from app.analysis.importance import MASK_RATE, mask_tokens, per_segment_loss
+
+    mask_id = loaded.tokenizer.mask_token_id
+    if mask_id is None:
+        raise AnalysisUnavailable(
+            "the tokenizer has no mask token, so masked-LM gradients are undefined"
+        )
+    rate = float(config.option("mask_rate", MASK_RATE))
+
+    def feed(chunk, analyses, progress=None):  # type: ignore[no-untyped-def]
+        engine.run_gradients(
+            chunk,
+            analyses,
+            progress=progress,
+            loss=per_segment_loss,
+            mask=lambda batch: mask_tokens(batch, mask_id=mask_id, rate=rate, seed=config.seed),
+        )
+
+    return feed
+
+
+def _open_mlflow_run(
+    session,
+    tracker,
+    settings: Settings,
+    target: _Target,
+    config: ExtractConfig,  # type: ignore[no-untyped-def]
+    summary: RunSummary,
+    info,
+) -> None:  # type: ignore[no-untyped-def]
+    """Start (or resume) the MLflow run of an analysis and link it with the database run."""
+    from app.store.schema import Run
+
+    if summary.mlflow_run_id is not None:
+        tracker.resume(summary.mlflow_run_id)
+        return
+    summary.mlflow_run_id = tracker.start(
+        experiment=f"headlens/{target.corpus}",
+        run_name=f"{summary.analysis}:{target.model}",
+        params={
+            "analysis": summary.analysis,
+            "model": target.model,
+            "corpus": target.corpus,
+            **config.as_params(),
+            "n_layers": info.n_layers,
+            "n_heads": info.n_heads,
+        },
+        tags={
+            "headlens.run_id": str(summary.run_id),
+            "headlens.model": target.model,
+            "headlens.corpus": target.corpus,
+            "headlens.analysis": summary.analysis,
+            "headlens.db": settings.db_url,
+        },
+    )
+    session.get(Run, summary.run_id).mlflow_run_id = summary.mlflow_run_id

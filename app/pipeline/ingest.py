@@ -1,0 +1,170 @@
+"""Ingest stage: encoders, corpora and silver annotation layers into the database."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from app.config import DEFAULT_MODEL, Settings
+from app.errors import AppError, UnknownName
+from app.pipeline.common import open_db, progress_bar
+from app.store.db import session_scope
+
+
+@dataclass
+class IngestResult:
+    kind: str
+    name: str
+    created: bool
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+def ingest_model(
+    settings: Settings, name: str, path: str | None = None, *, random_init_seed: int | None = None
+) -> IngestResult:
+    """Register an encoder: a built-in package or a local directory (never a hub)."""
+    from app.ingest.models import inspect_encoder, resolve_model_path, weights_sha256
+    from app.store.encoders import store_encoder
+
+    engine = open_db(settings)
+    directory = resolve_model_path(name if path is None else name, path, settings.cache_dir)
+    info = inspect_encoder(directory)
+    init = "pretrained" if random_init_seed is None else f"random:{random_init_seed}"
+    with session_scope(engine) as session:
+        encoder, created = store_encoder(
+            session, name, directory, info, weights_sha256(directory), init
+        )
+        details = {
+            "layers": encoder.n_layers,
+            "heads": encoder.n_heads,
+            "architecture": encoder.architecture,
+            "cased": encoder.cased,
+            "mlm_head": encoder.has_mlm_head,
+            "init": init,
+            "source": str(directory),
+        }
+    return IngestResult("model", name, created, details)
+
+
+CORPUS_FORMATS = ("text", "conllu", "conllx")
+
+
+def read_corpus(
+    settings: Settings, name: str, *, fmt: str | None, path: str | None, options: dict[str, Any]
+):  # type: ignore[no-untyped-def]
+    """Read a corpus from a built-in source, the dataset registry, or a user file."""
+    from app.ingest import datasets
+    from app.ingest.conll import read_dependency_corpus
+    from app.ingest.text import read_text_corpus
+
+    if path is not None:
+        file = Path(path).expanduser()
+        if not file.is_file():
+            raise AppError(f"no corpus file at {file}")
+        if fmt is None:
+            raise AppError(f"say which format {file} is in: --format {'|'.join(CORPUS_FORMATS)}")
+        if fmt == "text":
+            return read_text_corpus(name, file)
+        if fmt in ("conllu", "conllx"):
+            return read_dependency_corpus(name, [file], fmt)  # type: ignore[arg-type]
+        raise UnknownName("format", fmt, list(CORPUS_FORMATS))
+    source = options.get("source") or name
+    if source == "wiki-segments":
+        from app.ingest.models import load_tokenizer, resolve_model_path
+        from app.ingest.unlabeled import WikiConfig, build_wiki_segments
+
+        tokenizer = load_tokenizer(
+            resolve_model_path(options.get("tokenizer", DEFAULT_MODEL), None, settings.cache_dir)
+        )
+        config = WikiConfig(
+            **{k: v for k, v in options.items() if k in ("n_segments", "seed", "max_tokens")}
+        )
+        return build_wiki_segments(name, tokenizer, config)
+    known = datasets.registry()
+    if source not in known:
+        raise UnknownName(
+            "corpus source",
+            source,
+            ["wiki-segments", *known],
+            hint="or give a file: headlens ingest corpus NAME --format FMT --path FILE",
+        )
+    dataset = known[source]
+    paths = datasets.locate(source, settings.data_dir)
+    if dataset.format in ("conllu", "conllx"):
+        return read_dependency_corpus(name, paths, dataset.format)  # type: ignore[arg-type]
+    raise AppError(
+        f"dataset {source!r} has format {dataset.format!r}, which this version cannot ingest yet"
+    )
+
+
+def ingest_corpus(
+    settings: Settings,
+    name: str,
+    *,
+    fmt: str | None = None,
+    path: str | None = None,
+    options: dict[str, Any] | None = None,
+) -> IngestResult:
+    from app.store.corpora import store_corpus
+
+    engine = open_db(settings)
+    data = read_corpus(settings, name, fmt=fmt, path=path, options=options or {})
+    with session_scope(engine) as session:
+        stored = store_corpus(session, data)
+        corpus = stored.corpus
+        details = {
+            "documents": corpus.n_documents,
+            "segments": corpus.n_segments,
+            "words": corpus.n_words,
+            "format": corpus.format,
+            "dropped": json.loads(corpus.dropped_json),
+        }
+    return IngestResult("corpus", name, stored.created, details)
+
+
+def annotate(settings: Settings, corpus: str, *, name: str = "silver") -> IngestResult:
+    """Parse a corpus with spaCy into a silver dependency layer (a no-op if it exists)."""
+    import numpy as np
+    from sqlalchemy import select
+
+    from app.ingest.silver import SCHEME, load_parser, parse_segments, parser_name
+    from app.store.corpora import find_corpus, segment_inputs, store_dependency_layer
+    from app.store.schema import AnnotationLayer
+
+    engine = open_db(settings)
+    with session_scope(engine) as session:
+        corpus_row = find_corpus(session, corpus)
+        existing = session.scalar(
+            select(AnnotationLayer).where(
+                AnnotationLayer.corpus_id == corpus_row.id, AnnotationLayer.name == name
+            )
+        )
+        if existing is not None:
+            return IngestResult(
+                "annotation", name, False, {"corpus": corpus, "tool": existing.tool}
+            )
+        inputs = segment_inputs(session, corpus_row.id)
+        corpus_id = corpus_row.id
+    nlp = load_parser()
+    progress = progress_bar(len(inputs), 0, f"parsing {corpus}", unit="seq")
+    arcs = list(parse_segments(nlp, inputs, progress=progress))
+    progress.close()
+    with session_scope(engine) as session:
+        store_dependency_layer(
+            session,
+            corpus_id,
+            name=name,
+            kind="silver",
+            scheme=SCHEME,
+            tool=parser_name(nlp),
+            segment_ids=np.array([arc.segment_id for arc in arcs], dtype=np.int64),
+            word_indices=np.array([arc.word_index for arc in arcs], dtype=np.int64),
+            heads=[arc.head_index for arc in arcs],
+            relations=[arc.relation for arc in arcs],
+            upos=[arc.upos for arc in arcs],
+        )
+    return IngestResult(
+        "annotation", name, True, {"corpus": corpus, "arcs": len(arcs), "tool": parser_name(nlp)}
+    )

@@ -1,0 +1,218 @@
+"""Benchmark of the attention engine on the default model at (up to) 128 tokens.
+
+Measured side by side in one run (interleaved repeats, medians), on real Wikipedia segments:
+
+  bare      SDPA forward, no attention weights (the ceiling)
+  engine    eager forward + output_attentions + token->word conversion + surface statistics
+            + per-word head predictions (syntax), i.e. what `headlens analyze surface syntax`
+            computes, without the database write
+  per-sent  the same conversion + statistics + argmaxes per sentence and head in numpy
+            loops, the way the original research code worked (app/extract/reference.py)
+  engine-bf16  the engine in bfloat16 (AMX CPUs), with its largest deviation from fp32
+
+Peak memory is measured in child processes for N and 4N segments, to show that it does not
+grow with the corpus.
+
+Usage: python bench/engine.py [--segments 128] [--baseline-segments 24] [--repeats 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from app.analysis.surface import SurfaceAnalysis  # noqa: E402
+from app.analysis.syntax import HeadPredictions  # noqa: E402
+from app.extract import reference  # noqa: E402
+from app.extract.align import Aligner, Skipped  # noqa: E402
+from app.extract.attention import AttentionEngine, collate, length_order  # noqa: E402
+from app.ingest.models import load_encoder, resolve_model_path  # noqa: E402
+from app.ingest.unlabeled import WikiConfig, build_wiki_segments  # noqa: E402
+from app.types import SegmentInput  # noqa: E402
+
+CACHE = Path(__file__).resolve().parents[1] / "cache"
+
+
+def wiki_inputs(tokenizer, n: int) -> list[SegmentInput]:  # type: ignore[no-untyped-def]
+    corpus = build_wiki_segments("bench", tokenizer, WikiConfig(n_segments=n, seed=1))
+    return [
+        SegmentInput(i, s.label, s.forms, [w.part for w in s.words])
+        for i, s in enumerate(corpus.segments)
+    ]
+
+
+def encode(loaded, inputs):  # type: ignore[no-untyped-def]
+    aligner = Aligner(loaded.tokenizer, max_tokens=128, overflow="skip", on_unaligned="skip")
+    return length_order(aligner.encode(inputs, Skipped()))
+
+
+def run_bare(loaded, encoded, batch_size: int) -> None:  # type: ignore[no-untyped-def]
+    from transformers import AutoModel
+
+    model = getattr(run_bare, "model", None)
+    if model is None:
+        model = AutoModel.from_pretrained(str(loaded.directory), attn_implementation="sdpa").eval()
+        run_bare.model = model  # type: ignore[attr-defined]
+    with torch.inference_mode():
+        for start in range(0, len(encoded), batch_size):
+            _, inputs = collate(encoded[start : start + batch_size], loaded.tokenizer.pad_token_id)
+            model(**inputs)
+
+
+def run_engine(loaded, encoded, batch_size: int) -> dict[str, np.ndarray]:  # type: ignore[no-untyped-def]
+    info = loaded.info
+    engine = AttentionEngine(
+        loaded.model, pad_id=loaded.tokenizer.pad_token_id, batch_size=batch_size
+    )
+    surface, syntax = (
+        SurfaceAnalysis(info.n_layers, info.n_heads),
+        HeadPredictions(info.n_layers, info.n_heads),
+    )
+    engine.run(encoded, [surface, syntax])
+    syntax.flush()
+    return surface.grids()
+
+
+def run_per_sentence(loaded, encoded) -> None:  # type: ignore[no-untyped-def]
+    """Original-code style: one sentence at a time, numpy loops over layers and heads."""
+    engine = AttentionEngine(loaded.model, pad_id=loaded.tokenizer.pad_token_id, batch_size=1)
+    for segment in encoded:
+        _, inputs = collate([segment], loaded.tokenizer.pad_token_id)
+        attentions = engine.forward(inputs)
+        kinds = segment.unit_kind[segment.token_unit]
+        for layer_maps in attentions:
+            maps = layer_maps[0].double().numpy()
+            reference.surface_statistics(maps, kinds, segment.token_punct)
+            for head_map in maps:
+                words = reference.word_level(head_map[None], segment.token_unit)[0]
+                is_word = segment.unit_kind == 0
+                for query in np.flatnonzero(is_word):
+                    row = np.where(is_word, words[query], -np.inf)
+                    row[query] = -np.inf
+                    row.argmax()
+                    words[:, query].argmax()
+
+
+def timed(function, *args) -> float:  # type: ignore[no-untyped-def]
+    start = time.perf_counter()
+    function(*args)
+    return time.perf_counter() - start
+
+
+def peak_rss_child(n: int, batch_size: int) -> float:
+    """Peak RSS (MiB) of a fresh process running the engine over n segments."""
+    command = [sys.executable, __file__, "--child", str(n), "--batch-size", str(batch_size)]
+    output = subprocess.run(command, capture_output=True, text=True, check=True).stdout
+    return json.loads(output.strip().splitlines()[-1])["peak_mib"]
+
+
+def child(n: int, batch_size: int) -> None:
+    loaded = load_encoder(resolve_model_path("minilm", None, CACHE))
+    encoded = encode(loaded, wiki_inputs(loaded.tokenizer, n))
+    run_engine(loaded, encoded, batch_size)
+    print(json.dumps({"peak_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--segments", type=int, default=128)
+    parser.add_argument(
+        "--baseline-segments", type=int, default=24, help="the per-sentence loop is slow"
+    )
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--child", type=int, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    if args.child:
+        child(args.child, args.batch_size)
+        return
+
+    loaded = load_encoder(resolve_model_path("minilm", None, CACHE))
+    loaded_bf16 = load_encoder(resolve_model_path("minilm", None, CACHE), dtype="bfloat16")
+    encoded = encode(loaded, wiki_inputs(loaded.tokenizer, args.segments))
+    baseline_set = encoded[-args.baseline_segments :]  # the longest segments, near 128 tokens
+    tokens = np.mean([s.n_tokens for s in encoded])
+    print(
+        f"MiniLM-L6 (6x12), {len(encoded)} Wikipedia segments, mean {tokens:.0f} tokens "
+        f"(per-sentence baseline: {len(baseline_set)} segments, mean {np.mean([s.n_tokens for s in baseline_set]):.0f}), "
+        f"batch {args.batch_size}, {torch.get_num_threads()} threads, {args.repeats} interleaved repeats"
+    )
+
+    # Warm-up (first calls allocate and pick kernels).
+    run_bare(loaded, encoded[: args.batch_size], args.batch_size)
+    run_engine(loaded, encoded[: args.batch_size], args.batch_size)
+    run_engine(loaded_bf16, encoded[: args.batch_size], args.batch_size)
+
+    times: dict[str, list[float]] = {
+        "bare": [],
+        "engine": [],
+        "engine-bf16": [],
+        "per-sent": [],
+        "engine (baseline set)": [],
+    }
+    for _ in range(args.repeats):
+        times["bare"].append(timed(run_bare, loaded, encoded, args.batch_size))
+        times["engine"].append(timed(run_engine, loaded, encoded, args.batch_size))
+        times["engine-bf16"].append(timed(run_engine, loaded_bf16, encoded, args.batch_size))
+        times["engine (baseline set)"].append(
+            timed(run_engine, loaded, baseline_set, args.batch_size)
+        )
+        times["per-sent"].append(timed(run_per_sentence, loaded, baseline_set))
+
+    def rate(name: str, n: int) -> float:
+        return n / statistics.median(times[name])
+
+    rates = {
+        "bare": rate("bare", len(encoded)),
+        "engine": rate("engine", len(encoded)),
+        "engine-bf16": rate("engine-bf16", len(encoded)),
+        "per-sent": rate("per-sent", len(baseline_set)),
+        "engine (baseline set)": rate("engine (baseline set)", len(baseline_set)),
+    }
+    print(f"\n{'mode':24} {'seq/s':>8}  (min-max of {args.repeats})")
+    for name, value in rates.items():
+        n = len(baseline_set) if "baseline" in name or name == "per-sent" else len(encoded)
+        low, high = n / max(times[name]), n / min(times[name])
+        print(f"{name:24} {value:8.1f}  ({low:.1f}-{high:.1f})")
+    print("\nratios")
+    print(
+        f"  engine / bare                        {rates['engine'] / rates['bare']:.2f}   (target >= 0.8)"
+    )
+    print(
+        f"  engine / per-sentence (same segments) {rates['engine (baseline set)'] / rates['per-sent']:.1f}x  (target >= 5x)"
+    )
+    print(f"  engine-bf16 / engine                 {rates['engine-bf16'] / rates['engine']:.2f}")
+
+    fp32 = run_engine(loaded, encoded, args.batch_size)
+    bf16 = run_engine(loaded_bf16, encoded, args.batch_size)
+    deviation = {metric: float(np.abs(fp32[metric] - bf16[metric]).max()) for metric in fp32}
+    worst = max(deviation, key=deviation.get)  # type: ignore[arg-type]
+    print(
+        f"\nbf16 vs fp32 surface statistics: largest |difference| {deviation[worst]:.4f} ({worst}); "
+        f"probabilities: {max(v for k, v in deviation.items() if 'entropy' not in k):.4f}"
+    )
+
+    small, large = args.segments // 2, args.segments * 2
+    print(
+        f"\npeak RSS, fresh process: {small} segments {peak_rss_child(small, args.batch_size):.0f} MiB, "
+        f"{large} segments {peak_rss_child(large, args.batch_size):.0f} MiB"
+    )
+
+
+if __name__ == "__main__":
+    main()
