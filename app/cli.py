@@ -168,55 +168,33 @@ def ingest_model(
 
 @ingest.command("corpus")
 @click.argument("name")
-@click.option(
-    "--from",
-    "source",
-    metavar="SOURCE",
-    help="a dataset or wiki-segments to build NAME from (default: NAME itself)",
-)
-@click.option(
-    "--format", "fmt", type=click.Choice(["text", "conllu", "conllx"]), help="format of --path"
-)
+@click.option("--from", "source", metavar="SOURCE",
+              help="a dataset or wiki-segments to build NAME from (default: NAME itself)")
+@click.option("--format", "fmt", type=click.Choice(["text", "conllu", "conllx", "corefud", "conll2012", "gap"]),
+              help="format of --path (corefud: CoNLL-U with Entity= coreference)")
 @click.option("--path", type=click.Path(), help="a corpus file (plain or .gz)")
-@click.option(
-    "--segments",
-    "n_segments",
-    type=int,
-    default=1000,
-    show_default=True,
-    help="wiki-segments: how many",
-)
+@click.option("--as", "kind", type=click.Choice(["dependencies", "coreference"]),
+              help="read a CoNLL-U source as a treebank (sentences) or as coreference documents")
+@click.option("--segmentation", type=click.Choice(["truncate", "windows"]), default="truncate", show_default=True,
+              help="coreference: truncate each document to the budget (the paper) or cover it with windows")
+@click.option("--heads", type=click.Choice(["silver", "rule"]), default="silver", show_default=True,
+              help="coreference without gold dependencies: mention heads from spaCy, or a surface rule")
+@click.option("--segments", "n_segments", type=int, default=1000, show_default=True, help="wiki-segments: how many")
 @click.option("--seed", type=int, default=0, show_default=True, help="wiki-segments: sampling seed")
-@click.option(
-    "--max-tokens",
-    type=int,
-    default=PAPER_MAX_TOKENS,
-    show_default=True,
-    help="wiki-segments: word-piece budget",
-)
-@click.option(
-    "--tokenizer",
-    default=DEFAULT_MODEL,
-    show_default=True,
-    help="wiki-segments: built-in model whose tokenizer measures the budget",
-)
+@click.option("--max-tokens", type=int, default=PAPER_MAX_TOKENS, show_default=True,
+              help="wiki-segments, coreference: word-piece budget per segment")
+@click.option("--tokenizer", default=DEFAULT_MODEL, show_default=True,
+              help="wiki-segments, coreference: built-in model whose tokenizer measures the budget")
 @click.pass_context
 @translate_errors
-def ingest_corpus(
-    context: click.Context,
-    name: str,
-    source: str | None,
-    fmt: str | None,
-    path: str | None,
-    n_segments: int,
-    seed: int,
-    max_tokens: int,
-    tokenizer: str,
-) -> None:
+def ingest_corpus(context: click.Context, name: str, source: str | None, fmt: str | None, path: str | None,
+                  kind: str | None, segmentation: str, heads: str, n_segments: int, seed: int, max_tokens: int,
+                  tokenizer: str) -> None:
     """Ingest corpus NAME: a known dataset, wiki-segments, or a file (--format, --path).
 
     Re-ingesting the same content is a no-op; a bad file is refused whole with the file
-    and line of the problem, leaving the database unchanged.
+    and line of the problem, leaving the database unchanged. Coreference corpora store
+    mentions with head words and types, and the baselines' antecedent choices.
 
     \b
     Examples:
@@ -225,16 +203,14 @@ def ingest_corpus(
       headlens ingest corpus wiki-100 --from wiki-segments --segments 100
       headlens ingest corpus my-treebank --format conllu --path wsj.conllu
       headlens ingest corpus sentences --format text --path lines.txt
+      headlens ingest corpus ontogum-dev                   # coreference, documents cut to 128 pieces
+      headlens ingest corpus gum-coref --from ud-gum-dev --as coreference --segmentation windows
+      headlens ingest corpus conll12 --format conll2012 --path dev.gold_conll
     """
     from app.pipeline import ingest_corpus as run
 
-    options = {
-        "source": source,
-        "n_segments": n_segments,
-        "seed": seed,
-        "max_tokens": max_tokens,
-        "tokenizer": tokenizer,
-    }
+    options = {"source": source, "kind": kind, "segmentation": segmentation, "heads": heads,
+               "n_segments": n_segments, "seed": seed, "max_tokens": max_tokens, "tokenizer": tokenizer}
     result = run(settings_of(context), name, fmt=fmt, path=path, options=options)
     state = "added" if result.created else "already stored"
     details = ", ".join(f"{k}={v}" for k, v in result.details.items() if v)

@@ -85,5 +85,24 @@ def reproduce(
             params={"annotation": annotation},
         )
 
+    # Paper §4.3 / Table 2: heads as coreference resolvers, documents cut to 128 pieces.
+    coref_config = ExtractConfig(dtype="float32", overflow="truncate")
+    for corpus_name, description in (
+        ("ontogum-dev", "OntoGUM dev, OntoNotes scheme"),
+        ("litbank", "LitBank"),
+    ):
+        pipeline.ingest_corpus(settings, corpus_name)
+        pipeline.analyze(
+            settings, ["coref"], model=model, corpus=corpus_name, config=coref_config, on_event=echo
+        )
+        _table(
+            settings,
+            echo,
+            f"Table 2: antecedent selection on {description}",
+            "table2_coref",
+            model=model,
+            corpus=corpus_name,
+        )
+
     echo(f"\ndatabase: {settings.db_url}")
     echo(f"MLflow store: {settings.mlflow_uri} (headlens mlflow-ui)")

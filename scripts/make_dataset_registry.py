@@ -38,6 +38,7 @@ def main(root: Path) -> None:
         name = f"en_ewt-ud-{split}.conllu"
         datasets[f"ud-ewt-{split}"] = {
             "format": "conllu",
+            "kind": "dependencies",
             "description": f"UD English-EWT v2.16 {split}: gold Universal Dependencies (CC BY-SA 4.0)",
             "files": [entry(root, f"ud_english_ewt/{name}", f"{EWT}/{name}")],
         }
@@ -45,12 +46,14 @@ def main(root: Path) -> None:
         name = f"en_gum-ud-{split}.conllu"
         datasets[f"ud-gum-{split}"] = {
             "format": "conllu",
+            "kind": "dependencies",
             "description": f"UD English-GUM v2.16 {split}: gold UD + GUM-scheme coreference with singletons (CC BY-NC-SA 4.0)",
             "files": [entry(root, f"ud_english_gum/{name}", f"{GUM}/{name}")],
         }
         files = sorted((root / "ontogum" / "conllu" / split).glob("*.conllu"))
         datasets[f"ontogum-{split}"] = {
-            "format": "conllu",
+            "format": "corefud",
+            "kind": "coreference",
             "description": f"OntoGUM (GUM V11.1.0) {split}: OntoNotes-scheme coreference + gold UD, the free stand-in for CoNLL-2012",
             "files": [
                 entry(root, f"ontogum/conllu/{split}/{f.name}", f"{ONTOGUM}/{f.name}")
@@ -60,6 +63,7 @@ def main(root: Path) -> None:
     files = sorted((root / "litbank" / "coref" / "conll").glob("*.conll.gz"))
     datasets["litbank"] = {
         "format": "conll2012",
+        "kind": "coreference",
         "description": "LitBank coreference, 100 novels' first ~2000 words (CC BY 4.0)",
         "files": [
             entry(root, f"litbank/coref/conll/{f.name[:-3]}", f"{LITBANK}/{f.name[:-3]}")
@@ -74,6 +78,7 @@ def main(root: Path) -> None:
         name = f"gap-{file_split}.tsv"
         datasets[f"gap-{split}"] = {
             "format": "gap",
+            "kind": "coreference",
             "description": f"GAP {file_split}: pronoun -> name antecedent selection (Apache-2.0)",
             "files": [entry(root, f"gap/{name}", f"{GAP}/{name}")],
         }

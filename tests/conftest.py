@@ -126,7 +126,10 @@ def populated(
     pipeline.ingest_model(settings, "tiny", str(tiny_bert))
     pipeline.ingest_corpus(settings, "toy", fmt="conllu", path=str(FIXTURES / "toy.conllu"))
     pipeline.annotate(settings, "toy")
-    pipeline.analyze(
-        settings, ["surface", "syntax"], model="tiny", corpus="toy", config=ExtractConfig()
-    )
+    analyses = ["surface", "syntax", "clustering", "examples"]
+    pipeline.analyze(settings, analyses, model="tiny", corpus="toy", config=ExtractConfig())
+    story = FIXTURES / "coref" / "story.conllu"
+    pipeline.ingest_corpus(settings, "story", fmt="corefud", path=str(story))
+    coref_config = ExtractConfig(overflow="truncate")
+    pipeline.analyze(settings, ["coref"], model="tiny", corpus="story", config=coref_config)
     return settings

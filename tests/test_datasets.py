@@ -41,6 +41,7 @@ def toy_registry(base_url: str, sha256: str) -> dict[str, Dataset]:
         "toy": Dataset(
             "toy",
             "conllu",
+            "dependencies",
             "a toy",
             (DataFile("toy/toy.conllu", sha256, f"{base_url}/toy.conllu"),),
         )

@@ -7,6 +7,7 @@ from typing import Any
 
 from app.analysis.base import Analysis
 from app.analysis.clustering import HeadClustering
+from app.analysis.coref import CorefHeads
 from app.analysis.examples import ExampleMaps
 from app.analysis.importance import GradientImportance
 from app.analysis.surface import SurfaceAnalysis
@@ -41,6 +42,13 @@ ANALYSES: dict[str, AnalysisSpec] = {
             "syntax",
             HeadPredictions,
             "paper §4.2: each head's most-attended word per word, scored against dependencies in SQL",
+        ),
+        AnalysisSpec(
+            "coref",
+            CorefHeads,
+            "paper §4.3: each head's antecedent choice per mention, scored with baselines in SQL",
+            overflow="truncate",
+            context="mentions",
         ),
         AnalysisSpec(
             "clustering",

@@ -34,6 +34,8 @@ class DataFile:
 class Dataset:
     name: str
     format: str
+    # "dependencies" (a treebank: one segment per sentence) or "coreference" (documents).
+    kind: str
     description: str
     files: tuple[DataFile, ...]
 
@@ -45,6 +47,7 @@ def registry() -> dict[str, Dataset]:
         name: Dataset(
             name=name,
             format=spec["format"],
+            kind=spec["kind"],
             description=spec["description"],
             files=tuple(DataFile(**file) for file in spec["files"]),
         )

@@ -66,3 +66,15 @@ def parse_segments(
             )
         if progress is not None:
             progress.update(1)
+
+
+def head_parser(nlp):  # type: ignore[no-untyped-def]
+    """A `Parser` for coref_segments.find_mention_heads: one sentence's words -> 0-based
+    heads within the sentence (None for roots), from spaCy on the given tokenization."""
+    from spacy.tokens import Doc
+
+    def parse(words: list[str]) -> list[int | None]:
+        doc = nlp(Doc(nlp.vocab, words=words))
+        return [None if token.head.i == token.i else token.head.i for token in doc]
+
+    return parse

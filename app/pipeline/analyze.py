@@ -104,17 +104,33 @@ def analyze(
     forward = [name for name in todo if not ANALYSES[name].cls.needs_gradients]
     gradients = [name for name in todo if ANALYSES[name].cls.needs_gradients]
     for names, mode in ((forward, "forward"), (gradients, "gradients")):
-        if names:
-            _run_pass(
-                settings,
-                db,
-                target,
-                config,
-                [summaries[name] for name in names],
-                mode=mode,
-                say=say,
-            )
+        if not names:
+            continue
+        batch = [summaries[name] for name in names]
+        try:
+            _run_pass(settings, db, target, config, batch, mode=mode, say=say)
+        except BaseException as error:
+            _mark_failed(settings, db, batch, error)
+            raise
     return [summaries[name] for name in analyses]
+
+
+def _mark_failed(
+    settings: Settings, db: Engine, summaries: list[RunSummary], error: BaseException
+) -> None:
+    """Record the failure on the database and MLflow runs; checkpoints stay for a resume."""
+    from app.store.runs import fail_run
+
+    with session_scope(db) as session:
+        for summary in summaries:
+            fail_run(session, summary.run_id, f"{type(error).__name__}: {error}")
+    started = [summary.mlflow_run_id for summary in summaries if summary.mlflow_run_id]
+    if started:
+        from app.tracking import Tracker
+
+        tracker = Tracker(settings)
+        for mlflow_id in started:
+            tracker.finish(mlflow_id, failed=True)
 
 
 def _run_pass(
@@ -133,7 +149,7 @@ def _run_pass(
     from app.ingest.models import load_encoder
     from app.pipeline.contexts import load_context
     from app.store.corpora import segment_inputs
-    from app.store.runs import fail_run, finish_run, load_checkpoint, save_checkpoint
+    from app.store.runs import finish_run, load_checkpoint, save_checkpoint
     from app.store.write import insert_rows
     from app.tracking import Tracker
 
@@ -217,15 +233,8 @@ def _run_pass(
                         session, rows.table, rows.columns, constants={"run_id": run_ids[name]}
                     )
                 finish_run(session, run_ids[name], n_segments=len(encoded), skipped=skipped.counts)
-    except BaseException as error:
+    finally:
         progress.close()
-        with session_scope(db) as session:
-            for name in names:
-                fail_run(session, run_ids[name], f"{type(error).__name__}: {error}")
-        for summary in summaries:
-            tracker.finish(summary.mlflow_run_id, failed=True)  # type: ignore[arg-type]
-        raise
-    progress.close()
     for summary in summaries:
         summary.summary = accumulators[summary.analysis].summary()
         summary.n_segments = len(encoded)

@@ -33,7 +33,27 @@ def example_segments(session: Session, corpus_id: int) -> frozenset[int]:
     return frozenset(session.scalars(query))
 
 
-LOADERS: dict[str, Callable[[Session, int], Any]] = {"example_segments": example_segments}
+def coref_mentions(session: Session, corpus_id: int) -> dict[int, list[Any]]:
+    """segment id -> its evaluable mentions with candidates (see analysis/coref.py)."""
+    from app.analysis.coref import scored_mentions
+    from app.errors import AnalysisUnavailable
+    from app.store.coref import segment_mentions
+
+    by_segment = segment_mentions(session, corpus_id)
+    if not by_segment:
+        raise AnalysisUnavailable(
+            "this corpus has no coreference mentions: ingest a coreference corpus "
+            "(e.g. ontogum-dev, litbank, or --format corefud|conll2012|gap)"
+        )
+    return {
+        segment: scored_mentions(ids, mentions) for segment, (ids, mentions) in by_segment.items()
+    }
+
+
+LOADERS: dict[str, Callable[[Session, int], Any]] = {
+    "example_segments": example_segments,
+    "mentions": coref_mentions,
+}
 
 
 def load_context(db: Engine, name: str, corpus_id: int) -> Any:

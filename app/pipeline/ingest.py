@@ -48,17 +48,65 @@ def ingest_model(
     return IngestResult("model", name, created, details)
 
 
-CORPUS_FORMATS = ("text", "conllu", "conllx")
+DEPENDENCY_FORMATS = ("conllu", "conllx")
+COREF_FORMATS = ("corefud", "conll2012", "gap")
+CORPUS_FORMATS = ("text", *DEPENDENCY_FORMATS, *COREF_FORMATS)
+
+
+def _budget_tokenizer(settings: Settings, options: dict[str, Any]):  # type: ignore[no-untyped-def]
+    """The tokenizer that measures token budgets at ingestion (a built-in model's)."""
+    from app.ingest.models import load_tokenizer, resolve_model_path
+
+    return load_tokenizer(
+        resolve_model_path(options.get("tokenizer") or DEFAULT_MODEL, None, settings.cache_dir)
+    )
+
+
+def _read_coreference(
+    settings: Settings, name: str, paths: list[Path], fmt: str, options: dict[str, Any]
+):  # type: ignore[no-untyped-def]
+    """Documents -> mentions with heads and types -> segments within the token budget."""
+    from app.config import PAPER_MAX_TOKENS
+    from app.ingest.coref_segments import read_coref_corpus
+
+    tokenizer = _budget_tokenizer(settings, options)
+
+    def piece_counts(forms: list[str]) -> list[int]:
+        counts = [0] * len(forms)
+        for word in tokenizer(forms, is_split_into_words=True, add_special_tokens=False).word_ids():
+            counts[word] += 1
+        return counts
+
+    parse = None
+    if options.get("heads", "silver") == "silver":  # for documents without gold dependencies
+        from app.ingest.silver import head_parser, load_parser
+
+        parse = head_parser(load_parser())
+    return read_coref_corpus(
+        name,
+        paths,
+        fmt,
+        piece_counts,  # type: ignore[arg-type]
+        max_tokens=options.get("max_tokens") or PAPER_MAX_TOKENS,
+        mode=options.get("segmentation") or "truncate",
+        parse=parse,
+    )
 
 
 def read_corpus(
     settings: Settings, name: str, *, fmt: str | None, path: str | None, options: dict[str, Any]
 ):  # type: ignore[no-untyped-def]
-    """Read a corpus from a built-in source, the dataset registry, or a user file."""
+    """Read a corpus from a built-in source, the dataset registry, or a user file.
+
+    A treebank (CoNLL-U / CoNLL-X) becomes one segment per sentence; a coreference corpus
+    (CorefUD CoNLL-U, CoNLL-2012, GAP; or a CoNLL-U dataset read `as_kind="coreference"`)
+    becomes documents cut to the token budget, with mentions.
+    """
     from app.ingest import datasets
     from app.ingest.conll import read_dependency_corpus
     from app.ingest.text import read_text_corpus
 
+    coreference = options.get("kind") == "coreference"
     if path is not None:
         file = Path(path).expanduser()
         if not file.is_file():
@@ -67,21 +115,21 @@ def read_corpus(
             raise AppError(f"say which format {file} is in: --format {'|'.join(CORPUS_FORMATS)}")
         if fmt == "text":
             return read_text_corpus(name, file)
-        if fmt in ("conllu", "conllx"):
+        if fmt in COREF_FORMATS or (fmt == "conllu" and coreference):
+            return _read_coreference(
+                settings, name, [file], "corefud" if fmt == "conllu" else fmt, options
+            )
+        if fmt in DEPENDENCY_FORMATS:
             return read_dependency_corpus(name, [file], fmt)  # type: ignore[arg-type]
         raise UnknownName("format", fmt, list(CORPUS_FORMATS))
     source = options.get("source") or name
     if source == "wiki-segments":
-        from app.ingest.models import load_tokenizer, resolve_model_path
         from app.ingest.unlabeled import WikiConfig, build_wiki_segments
 
-        tokenizer = load_tokenizer(
-            resolve_model_path(options.get("tokenizer", DEFAULT_MODEL), None, settings.cache_dir)
-        )
         config = WikiConfig(
-            **{k: v for k, v in options.items() if k in ("n_segments", "seed", "max_tokens")}
+            **{k: v for k, v in options.items() if k in ("n_segments", "seed", "max_tokens") and v}
         )
-        return build_wiki_segments(name, tokenizer, config)
+        return build_wiki_segments(name, _budget_tokenizer(settings, options), config)
     known = datasets.registry()
     if source not in known:
         raise UnknownName(
@@ -92,11 +140,15 @@ def read_corpus(
         )
     dataset = known[source]
     paths = datasets.locate(source, settings.data_dir)
-    if dataset.format in ("conllu", "conllx"):
-        return read_dependency_corpus(name, paths, dataset.format)  # type: ignore[arg-type]
-    raise AppError(
-        f"dataset {source!r} has format {dataset.format!r}, which this version cannot ingest yet"
-    )
+    if dataset.kind == "coreference" or coreference:
+        return _read_coreference(
+            settings,
+            name,
+            paths,
+            "corefud" if dataset.format == "conllu" else dataset.format,
+            options,
+        )
+    return read_dependency_corpus(name, paths, dataset.format)  # type: ignore[arg-type]
 
 
 def ingest_corpus(
@@ -113,6 +165,17 @@ def ingest_corpus(
     data = read_corpus(settings, name, fmt=fmt, path=path, options=options or {})
     with session_scope(engine) as session:
         stored = store_corpus(session, data)
+        if stored.created and data.has_coreference:
+            # The baselines depend only on the corpus: computed once, here.
+            from app.analysis.coref import baseline_choices
+            from app.store.coref import store_baselines
+
+            choices = [
+                (seg_index, *choice)
+                for seg_index, segment in enumerate(data.segments)
+                for choice in baseline_choices(segment)
+            ]
+            store_baselines(session, stored.corpus.id, choices)
         corpus = stored.corpus
         details = {
             "documents": corpus.n_documents,

@@ -119,6 +119,10 @@ def store_corpus(session: Session, data: CorpusData) -> StoredCorpus:
             "sent_index": np.array([row[2].sent_index for row in words], dtype=np.int64),
         },
     )
+    if any(segment.mentions for segment in segments):
+        from app.store.coref import store_mentions
+
+        store_mentions(session, segment_id, segments)
     if data.dependency_scheme is not None:
         arcs = [row for row in words if row[2].deprel is not None]
         store_dependency_layer(

@@ -1,4 +1,4 @@
-"""Reference data shipped as CSV (app/data/): relation mapping and the paper's Table 1.
+"""Reference data shipped as CSV (app/data/): relation mapping, the paper's Tables 1 and 2.
 
 `headlens db upgrade` re-seeds these tables from the files every time, so editing a CSV
 and upgrading is all it takes; user data is never touched.
@@ -11,7 +11,7 @@ from pathlib import Path
 
 from sqlalchemy import Engine, delete, insert
 
-from app.store.schema import PaperRelation, RelationMap
+from app.store.schema import PaperCoref, PaperRelation, RelationMap
 
 DATA_DIR = Path(__file__).resolve().parents[1] / "data"
 
@@ -34,6 +34,10 @@ def _rows(model: type, name: str) -> list[dict[str, object]]:
 
 def seed_reference_data(engine: Engine) -> None:
     with engine.begin() as connection:
-        for model, file in ((RelationMap, "relation_map.csv"), (PaperRelation, "paper_table1.csv")):
+        for model, file in (
+            (RelationMap, "relation_map.csv"),
+            (PaperRelation, "paper_table1.csv"),
+            (PaperCoref, "paper_table2.csv"),
+        ):
             connection.execute(delete(model))
             connection.execute(insert(model), _rows(model, file))

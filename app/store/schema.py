@@ -329,3 +329,65 @@ class ExampleMap(Base):
     query_word: Mapped[int | None] = mapped_column(Integer)
     key_word: Mapped[int | None] = mapped_column(Integer)
     weight: Mapped[float] = mapped_column(Float)
+
+
+class MentionRow(Base):
+    """A coreference mention: words [start_word, end_word] of a segment, with its head word.
+
+    `entity` is the source's cluster id (unique within a document); `head_source` says where
+    the head came from (gold-dependencies, silver-dependencies or last-word).
+    """
+
+    __tablename__ = "mentions"
+    __table_args__ = (UniqueConstraint("segment_id", "mention_index"),)
+
+    id: Mapped[int] = surrogate_key("mentions")
+    segment_id: Mapped[int] = mapped_column(ForeignKey("segments.id"))
+    mention_index: Mapped[int] = mapped_column(Integer)
+    start_word: Mapped[int] = mapped_column(Integer)
+    end_word: Mapped[int] = mapped_column(Integer)
+    head_word: Mapped[int] = mapped_column(Integer)
+    entity: Mapped[str] = mapped_column(String(100))
+    mention_type: Mapped[str] = mapped_column(String(10))
+    head_source: Mapped[str] = mapped_column(String(30))
+
+
+class CorefBaseline(Base):
+    """A baseline's antecedent choice for an evaluable mention (computed at ingestion)."""
+
+    __tablename__ = "coref_baselines"
+
+    mention_id: Mapped[int] = mapped_column(ForeignKey("mentions.id"), primary_key=True, autoincrement=False)
+    baseline: Mapped[str] = mapped_column(String(20), primary_key=True)
+    predicted_mention_id: Mapped[int] = mapped_column(ForeignKey("mentions.id"))
+    correct: Mapped[bool] = mapped_column(Boolean)
+    # For the sieve: which pass chose the antecedent.
+    detail: Mapped[str | None] = mapped_column(String(40))
+
+
+class CorefPrediction(Base):
+    """A head's antecedent choice for an evaluable mention: among the earlier mentions, the
+    one whose head word gets the most attention from this mention's head word."""
+
+    __tablename__ = "coref_predictions"
+
+    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id"), primary_key=True, autoincrement=False)
+    mention_id: Mapped[int] = mapped_column(ForeignKey("mentions.id"), primary_key=True, autoincrement=False)
+    layer: Mapped[int] = mapped_column(SmallInteger, primary_key=True, autoincrement=False)
+    head: Mapped[int] = mapped_column(SmallInteger, primary_key=True, autoincrement=False)
+    predicted_mention_id: Mapped[int] = mapped_column(Integer)
+    weight: Mapped[float] = mapped_column(Float)
+    correct: Mapped[bool] = mapped_column(Boolean)
+
+
+class PaperCoref(Base):
+    """The paper's Table 2 rows, for side-by-side comparison (app/data/paper_table2.csv)."""
+
+    __tablename__ = "paper_coref"
+
+    method: Mapped[str] = mapped_column(String(40), primary_key=True)
+    sort_order: Mapped[int] = mapped_column(Integer)
+    paper_all: Mapped[float] = mapped_column(Double)
+    paper_pronoun: Mapped[float | None] = mapped_column(Double)
+    paper_proper: Mapped[float | None] = mapped_column(Double)
+    paper_nominal: Mapped[float | None] = mapped_column(Double)
