@@ -461,6 +461,58 @@ def query(
     click.echo(render(frame, fmt))  # type: ignore[arg-type]
 
 
+# -------------------------------------------------------------------------- probe
+
+
+@cli.command()
+@click.argument("kind", type=click.Choice(["right_branching", "distance_glove", "attn", "attn_glove", "structural"]))
+@click.option("--model", help="the encoder whose attention (or hidden states) the probe reads")
+@click.option("--train", "train", default="ud-ewt-train", show_default=True, help="corpus to train on")
+@click.option("--dev", default="ud-ewt-dev", show_default=True, help="corpus for early stopping")
+@click.option("--test", default="ud-ewt-test", show_default=True, help="corpus the score is reported on")
+@click.option("--annotation", default="gold", show_default=True, help="dependency layer: gold or silver")
+@click.option("--layer", "layers", type=int, multiple=True, help="attention probes: only this 0-based layer (repeatable)")
+@click.option("--hidden-layer", type=int, help="structural probe: hidden-state layer (default: 60% of the depth)")
+@click.option("--epochs", "max_epochs", type=int, default=10, show_default=True, help="at most this many epochs")
+@click.option("--lr", type=float, default=2e-3, show_default=True, help="Adam learning rate (the authors')")
+@click.option("--batch-size", type=int, default=32, show_default=True, help="sentences per step")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--vectors", type=click.Path(), help="a GloVe text file instead of the packaged GloVe 6B 50-d")
+@click.option("--force", is_flag=True, help="train again even if this exact probe has run")
+@click.pass_context
+@translate_errors
+def probe(context: click.Context, kind: str, model: str | None, train: str, dev: str, test: str, annotation: str,
+          layers: tuple[int, ...], hidden_layer: int | None, max_epochs: int, lr: float, batch_size: int,
+          seed: int, vectors: str | None, force: bool) -> None:
+    """Train a probing classifier (paper §5) on attention and score it on test.
+
+    KIND: attn (attention only), attn_glove (attention + GloVe), structural (Hewitt &
+    Manning over hidden states, UUAS), and the baselines right_branching and distance_glove.
+    Features are extracted once per model and corpus and cached; every probe is an MLflow
+    run (training curve, weights) and a probe_runs row; `headlens query table3_probes`
+    prints the paper's Table 3.
+
+    \b
+    Examples:
+      headlens probe attn_glove --model minilm
+      headlens probe attn_glove --model minilm-random          # the random-init control
+      headlens probe attn_glove --model minilm --layer 2       # one layer at a time
+      headlens probe right_branching
+    """
+    from app.pipeline.probe import probe as run
+
+    options = {"max_epochs": max_epochs, "lr": lr, "batch_size": batch_size, "seed": seed}
+    result = run(settings_of(context), kind, model=model, train=train, dev=dev, test=test, annotation=annotation,
+                 layers=tuple(layers) or None, hidden_layer=hidden_layer, options=options, vectors_path=vectors,
+                 force=force, say=lambda message: click.echo(message, err=True))
+    state = "already done" if result.state == "done" else "finished"
+    click.echo(f"probe {kind} ({model or 'no encoder'}): {state}; test {result.metric} {result.test_score:.1f} "
+               f"on {result.n_test_words} words, dev {result.dev_score:.1f} "
+               f"(probe run {result.probe_run_id}, MLflow run {result.mlflow_run_id})")
+    for reason, count in result.excluded.items():
+        click.echo(f"  excluded {reason}: {count}", err=True)
+
+
 # --------------------------------------------------------------------------- runs
 
 
@@ -477,6 +529,34 @@ def runs(context: click.Context, limit: int) -> None:
     from app.report.tables import render
 
     click.echo(render(run_query(settings_of(context), "runs", params={"limit": limit})))
+
+
+# ------------------------------------------------------------------------- report
+
+
+@cli.command()
+@click.option("--model", default=DEFAULT_MODEL, show_default=True, help="the encoder to report on")
+@click.option("--compare-with", metavar="MODEL", help="a second encoder to compare head by head / layer by layer")
+@click.option("--out", "out_dir", type=click.Path(), help="output folder [default: ./reports]")
+@click.pass_context
+@translate_errors
+def report(context: click.Context, model: str, compare_with: str | None, out_dir: str | None) -> None:
+    """Write a self-contained HTML report of every table and figure for MODEL.
+
+    Sections whose analysis has not run say which command produces them. Figures are also
+    saved as PNG files and logged to the MLflow runs they come from.
+
+    Example: headlens report --model minilm --compare-with minilm-random
+    """
+    from pathlib import Path
+
+    from app.pipeline.report import build_report
+
+    result = build_report(settings_of(context), model=model, compare_with=compare_with,
+                          out_dir=Path(out_dir) if out_dir else None)
+    click.echo(f"report: {result.path} ({len(result.figures)} figures)")
+    for missing in result.missing:
+        click.echo(f"  not in the report: {missing}", err=True)
 
 
 # ---------------------------------------------------------------------- reproduce

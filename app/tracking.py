@@ -10,11 +10,17 @@ from __future__ import annotations
 
 import logging
 import math
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from app.config import Settings
+
+
+def metric_key(text: str) -> str:
+    """MLflow allows letters, digits and `_-. :/` in metric names; anything else becomes `_`."""
+    return re.sub(r"[^\w\-. :/]", "_", text)
 
 
 def _quiet() -> None:
@@ -72,7 +78,7 @@ class Tracker:
 
         now = int(time.time() * 1000)
         batch = [
-            Metric(key, float(value), now, step)
+            Metric(metric_key(key), float(value), now, step)
             for key, value in metrics.items()
             if value is not None and math.isfinite(float(value))
         ]

@@ -109,11 +109,13 @@ FIXTURES = Path(__file__).parent / "fixtures"
 
 @pytest.fixture(scope="session")
 def populated(
-    tmp_path_factory: pytest.TempPathFactory, tiny_bert: Path, _migrated_template: Path
+    tmp_path_factory: pytest.TempPathFactory, tiny_bert_mlm: Path, _migrated_template: Path
 ) -> Settings:
-    """A database with a run of every analysis on the tiny model: the queries' playground."""
+    """A database with a run of every analysis on a tiny model (with an MLM head, so the
+    gradients run too) and its random-init twin: the queries' and the report's playground."""
     from app import pipeline
     from app.config import ExtractConfig
+    from app.pipeline.probe import probe
 
     root = tmp_path_factory.mktemp("populated")
     shutil.copy(_migrated_template, root / "headlens.duckdb")
@@ -123,13 +125,20 @@ def populated(
         data_dir=SHARED_DATA if SHARED_DATA.is_dir() else None,
         cache_dir=root / "cache",
     )
-    pipeline.ingest_model(settings, "tiny", str(tiny_bert))
-    pipeline.ingest_corpus(settings, "toy", fmt="conllu", path=str(FIXTURES / "toy.conllu"))
-    pipeline.annotate(settings, "toy")
-    analyses = ["surface", "syntax", "clustering", "examples"]
-    pipeline.analyze(settings, analyses, model="tiny", corpus="toy", config=ExtractConfig())
+    pipeline.ingest_model(settings, "tiny", str(tiny_bert_mlm))
+    pipeline.ingest_model(settings, "tiny-random", str(tiny_bert_mlm), random_init_seed=1)
+    sentences = str(FIXTURES / "sentences.conllu")
+    pipeline.ingest_corpus(settings, "sentences", fmt="conllu", path=sentences)
+    pipeline.annotate(settings, "sentences")
+    analyses = ["surface", "syntax", "clustering", "examples", "gradients"]
+    pipeline.analyze(settings, analyses, model="tiny", corpus="sentences", config=ExtractConfig())
+    pipeline.analyze(settings, ["surface"], model="tiny-random", corpus="sentences", config=ExtractConfig())
     story = FIXTURES / "coref" / "story.conllu"
     pipeline.ingest_corpus(settings, "story", fmt="corefud", path=str(story))
     coref_config = ExtractConfig(overflow="truncate")
     pipeline.analyze(settings, ["coref"], model="tiny", corpus="story", config=coref_config)
+    splits = {"train": "sentences", "dev": "sentences", "test": "sentences"}
+    probe(settings, "right_branching", model=None, **splits)
+    probe(settings, "attn", model="tiny", options={"max_epochs": 1}, **splits)
+    probe(settings, "attn_glove", model="tiny-random", options={"max_epochs": 1}, **splits)
     return settings

@@ -36,6 +36,9 @@ class AttentionBatch:
     unit_kind: torch.Tensor  # [batch, unit] WORD / CLS / SEP / OTHER_SPECIAL, -1 padding
     unit_word: torch.Tensor  # [batch, unit] word index in the segment, -1 otherwise
     n_words: np.ndarray  # [batch] words the maps cover
+    # [batch, unit, hidden]: one layer's hidden states pooled to words (mean over pieces),
+    # set by the engine only when an analysis asks for them (its `hidden_layer`).
+    hidden: torch.Tensor | None = None
 
     @property
     def size(self) -> int:

@@ -94,13 +94,18 @@ class AttentionEngine:
             yield batch, inputs
 
     @torch.inference_mode()
-    def forward(self, inputs: dict[str, torch.Tensor]) -> tuple[torch.Tensor, ...]:
-        outputs = self.model(**inputs, output_attentions=True, return_dict=True)
+    def forward(self, inputs: dict[str, torch.Tensor], hidden_layer: int | None = None) -> tuple[torch.Tensor, ...]:
+        """Attention of every layer; with `hidden_layer`, also that layer's hidden states last."""
+        outputs = self.model(
+            **inputs, output_attentions=True, output_hidden_states=hidden_layer is not None, return_dict=True
+        )
         attentions = outputs.attentions
         if not attentions or attentions[0] is None:
             raise RuntimeError(
                 "the model returned no attention weights; load it with attn_implementation='eager'"
             )
+        if hidden_layer is not None:
+            return (*attentions, outputs.hidden_states[hidden_layer])
         return attentions
 
     def run(
@@ -108,11 +113,18 @@ class AttentionEngine:
     ) -> None:  # type: ignore[no-untyped-def]
         """Feed `segments` (already in length order) to every analysis."""
         want_words = any(analysis.needs_word_maps for analysis in analyses)
+        hidden_layers = {getattr(analysis, "hidden_layer", None) for analysis in analyses} - {None}
+        if len(hidden_layers) > 1:
+            raise ValueError(f"one pass pools one layer's hidden states, not {sorted(hidden_layers)}")
+        hidden_layer = next(iter(hidden_layers), None)
         for batch, inputs in self.batches(segments):
-            attentions = self.forward(inputs)
-            if want_words:
+            attentions = self.forward(inputs, hidden_layer)
+            if want_words or hidden_layer is not None:
                 n_units = batch.unit_kind.shape[1]
                 sum_to, mean_from = pooling_matrices(batch.token_unit, n_units)
+            if hidden_layer is not None:
+                hidden, attentions = attentions[-1], attentions[:-1]
+                batch.hidden = mean_from @ hidden.float()  # [batch, unit, hidden]
             for layer, attention in enumerate(attentions):
                 token_maps = attention.float()  # [batch, head, query, key]
                 word_maps = to_word_level(token_maps, sum_to, mean_from) if want_words else None

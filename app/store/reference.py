@@ -1,4 +1,4 @@
-"""Reference data shipped as CSV (app/data/): relation mapping, the paper's Tables 1 and 2.
+"""Reference data shipped as CSV (app/data/): relation mapping, the paper's Tables 1-3.
 
 `headlens db upgrade` re-seeds these tables from the files every time, so editing a CSV
 and upgrading is all it takes; user data is never touched.
@@ -11,7 +11,7 @@ from pathlib import Path
 
 from sqlalchemy import Engine, delete, insert
 
-from app.store.schema import PaperCoref, PaperRelation, RelationMap
+from app.store.schema import PaperCoref, PaperProbe, PaperRelation, RelationMap
 
 DATA_DIR = Path(__file__).resolve().parents[1] / "data"
 
@@ -38,6 +38,7 @@ def seed_reference_data(engine: Engine) -> None:
             (RelationMap, "relation_map.csv"),
             (PaperRelation, "paper_table1.csv"),
             (PaperCoref, "paper_table2.csv"),
+            (PaperProbe, "paper_table3.csv"),
         ):
             connection.execute(delete(model))
             connection.execute(insert(model), _rows(model, file))

@@ -189,3 +189,21 @@ def latest_run(
             f"run `headlens analyze {analysis} --model M --corpus C` first"
         )
     return run
+
+
+def latest_probe_test_corpus(session: Session, encoder: str) -> str:
+    """The test corpus of the most recent finished probe of `encoder`."""
+    from app.store.schema import ProbeRun
+
+    query = (
+        select(Corpus.name)
+        .join(ProbeRun, ProbeRun.test_corpus_id == Corpus.id)
+        .join(Encoder, Encoder.id == ProbeRun.encoder_id)
+        .where(Encoder.name == encoder, ProbeRun.status == "done")
+        .order_by(ProbeRun.finished_at.desc(), ProbeRun.id.desc())
+        .limit(1)
+    )
+    name = session.scalar(query)
+    if name is None:
+        raise RunNotFound(f"no finished probe of {encoder}: run `headlens probe attn_glove --model {encoder}`")
+    return name

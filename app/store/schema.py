@@ -391,3 +391,75 @@ class PaperCoref(Base):
     paper_pronoun: Mapped[float | None] = mapped_column(Double)
     paper_proper: Mapped[float | None] = mapped_column(Double)
     paper_nominal: Mapped[float | None] = mapped_column(Double)
+
+
+class FeatureCache(Base):
+    """Word-level attention maps (and one layer's hidden states) of a corpus, on disk.
+
+    The probes re-read features every epoch, so they are extracted once: float16 shards in
+    `path`, one per chunk of segments, so that an interrupted extraction resumes. `sha256`
+    covers the shards once the cache is complete.
+    """
+
+    __tablename__ = "feature_caches"
+    __table_args__ = (UniqueConstraint("encoder_id", "corpus_id", "config_hash"),)
+
+    id: Mapped[int] = surrogate_key("feature_caches")
+    encoder_id: Mapped[int] = mapped_column(ForeignKey("encoders.id"))
+    corpus_id: Mapped[int] = mapped_column(ForeignKey("corpora.id"))
+    config_hash: Mapped[str] = mapped_column(String(16))
+    config_json: Mapped[str] = mapped_column(Text)
+    path: Mapped[str] = mapped_column(Text)
+    # "partial" while shards are being written, "complete" after.
+    status: Mapped[str] = mapped_column(String(10))
+    n_segments: Mapped[int | None] = mapped_column(Integer)
+    skipped_json: Mapped[str | None] = mapped_column(Text)
+    sha256: Mapped[str | None] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(DateTime)
+
+
+class ProbeRun(Base):
+    """One probing classifier trained and evaluated (paper Table 3), mirrored in MLflow.
+
+    `config_hash` covers the probe kind, encoder, corpora, annotation layer and training
+    options, so rerunning the same probe is a no-op.
+    """
+
+    __tablename__ = "probe_runs"
+    __table_args__ = (UniqueConstraint("config_hash"),)
+
+    id: Mapped[int] = surrogate_key("probe_runs")
+    kind: Mapped[str] = mapped_column(String(20))
+    # NULL for probes that read no attention (right-branching, distances + GloVe).
+    encoder_id: Mapped[int | None] = mapped_column(ForeignKey("encoders.id"))
+    train_corpus_id: Mapped[int] = mapped_column(ForeignKey("corpora.id"))
+    dev_corpus_id: Mapped[int] = mapped_column(ForeignKey("corpora.id"))
+    test_corpus_id: Mapped[int] = mapped_column(ForeignKey("corpora.id"))
+    annotation: Mapped[str] = mapped_column(String(40))
+    # Attention layers the probe may read ("0,3"), NULL for all.
+    layers: Mapped[str | None] = mapped_column(String(200))
+    config_json: Mapped[str] = mapped_column(Text)
+    config_hash: Mapped[str] = mapped_column(String(16))
+    status: Mapped[str] = mapped_column(String(10))
+    # "uas", or "uuas" for the structural probe (undirected trees).
+    metric: Mapped[str] = mapped_column(String(10))
+    dev_score: Mapped[float | None] = mapped_column(Double)
+    test_score: Mapped[float | None] = mapped_column(Double)
+    n_train_words: Mapped[int | None] = mapped_column(Integer)
+    n_test_words: Mapped[int | None] = mapped_column(Integer)
+    best_epoch: Mapped[int | None] = mapped_column(Integer)
+    mlflow_run_id: Mapped[str | None] = mapped_column(String(64))
+    started_at: Mapped[datetime] = mapped_column(DateTime)
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime)
+    error: Mapped[str | None] = mapped_column(Text)
+
+
+class PaperProbe(Base):
+    """The paper's Table 3 rows, for side-by-side comparison (app/data/paper_table3.csv)."""
+
+    __tablename__ = "paper_probes"
+
+    model: Mapped[str] = mapped_column(String(40), primary_key=True)
+    sort_order: Mapped[int] = mapped_column(Integer)
+    paper_score: Mapped[float] = mapped_column(Double)
+    paper_metric: Mapped[str] = mapped_column(String(10))

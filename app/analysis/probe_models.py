@@ -1,0 +1,314 @@
+"""The probes' data (ProbeExample, padded batches) and their torch modules.
+
+See probes.py for the method, the ROOT conventions and training; this module holds what a
+forward pass needs, so that each file stays about one thing.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Literal, get_args
+
+import numpy as np
+import torch
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import shortest_path
+from torch import nn
+
+ProbeKind = Literal["attn", "attn_glove", "distance_glove", "structural"]
+PROBE_KINDS: tuple[str, ...] = get_args(ProbeKind)
+ATTENTION_KINDS = ("attn", "attn_glove")
+GLOVE_KINDS = ("attn_glove", "distance_glove")
+PUNCT = "punct"
+IGNORE = -100  # cross-entropy target of padded dependents and of words with no gold head
+# The released code's distance features: how far ahead / behind the candidate is (divided by
+# the sentence length), indicators for offsets j - i in DISTANCE_OFFSETS, and "is ROOT".
+DISTANCE_OFFSETS = (0, -1, 1, -2, 2)
+N_DISTANCE_FEATURES = 2 + len(DISTANCE_OFFSETS) + 1
+
+
+@dataclass(frozen=True)
+class ProbeExample:
+    """One sentence of n words.
+
+    `maps` covers units 0 = [CLS], 1..n = the words, n + 1 = [SEP]; maps are ordered
+    layer-major (map k = layer * n_heads + head), as [layer head query key] flattened.
+    """
+
+    maps: np.ndarray  # [map, query_unit, key_unit] word-level attention, float16 or float32
+    heads: np.ndarray  # [word] gold head: 0 = ROOT, j >= 1 = word j (1-based), -1 = not scored
+    relations: tuple[str, ...]  # [word] relation labels ("punct" is not scored)
+    vectors: np.ndarray | None = None  # [word, dim] GloVe, zeros out of vocabulary
+    hidden: np.ndarray | None = None  # [word, hidden] one layer's word-level states
+
+    @property
+    def n_words(self) -> int:
+        return len(self.heads)
+
+
+# ------------------------------------------------------------------ batches
+
+
+@dataclass
+class ProbeBatch:
+    """Padded sentences: B sentences, N = the longest sentence's words."""
+
+    n_words: torch.Tensor  # [batch]
+    valid: torch.Tensor  # [batch, query] bool: a real word
+    target: torch.Tensor  # [batch, query] gold candidate (0 = ROOT) or IGNORE
+    scored: torch.Tensor  # [batch, query] bool: counts for UAS
+    words: torch.Tensor | None = None  # [batch, map, query, key] word-to-word attention
+    to_special: torch.Tensor | None = None  # [batch, map, 2, query] word -> [CLS], [SEP]
+    from_special: torch.Tensor | None = None  # [batch, map, 2, key] [CLS], [SEP] -> word
+    vectors: torch.Tensor | None = None  # [batch, query, dim]
+    hidden: torch.Tensor | None = None  # [batch, query, hidden]
+    tree_distance: torch.Tensor | None = None  # [batch, query, key] gold path length, -1 unknown
+
+
+def scored_words(example: ProbeExample) -> np.ndarray:
+    """[word] bool: the words UAS counts (a gold head is known, relation is not punct)."""
+    not_punct = np.array([relation != PUNCT for relation in example.relations], dtype=bool)
+    return (np.asarray(example.heads) >= 0) & not_punct
+
+
+def tree_distances(heads: np.ndarray) -> np.ndarray:
+    """[word, word] path lengths in the undirected gold tree (ROOT ignored); inf if unknown."""
+    n = len(heads)
+    arcs = [(i, int(head) - 1) for i, head in enumerate(heads) if 0 < head <= n and head != i + 1]
+    rows, cols = (np.array(side, dtype=np.int64) for side in zip(*arcs)) if arcs else ([], [])
+    graph = coo_matrix((np.ones(len(rows)), (rows, cols)), shape=(n, n)).tocsr()
+    return shortest_path(graph, directed=False, unweighted=True)
+
+
+def collate(
+    examples: Sequence[ProbeExample], kind: str, map_index: np.ndarray | None, device: torch.device
+) -> ProbeBatch:
+    size, width = len(examples), max(example.n_words for example in examples)
+    n_words = np.array([example.n_words for example in examples])
+    target = np.full((size, width), IGNORE, dtype=np.int64)
+    scored = np.zeros((size, width), dtype=bool)
+    for b, example in enumerate(examples):
+        heads = np.asarray(example.heads)
+        target[b, : len(heads)] = np.where(heads >= 0, heads, IGNORE)
+        scored[b, : len(heads)] = scored_words(example)
+    tensor = lambda array: torch.from_numpy(array).to(device)  # noqa: E731
+    batch = ProbeBatch(
+        n_words=tensor(n_words),
+        valid=tensor(np.arange(width)[None, :] < n_words[:, None]),
+        target=tensor(target),
+        scored=tensor(scored),
+    )
+    if kind in ATTENTION_KINDS:
+        assert map_index is not None
+        shape = (size, len(map_index))
+        words = np.zeros((*shape, width, width), dtype=np.float32)
+        to_special = np.zeros((*shape, 2, width), dtype=np.float32)
+        from_special = np.zeros((*shape, 2, width), dtype=np.float32)
+        for b, example in enumerate(examples):
+            n, maps = example.n_words, example.maps  # maps: [map, query_unit, key_unit]
+            inner = slice(1, n + 1)  # the word units
+            words[b, :, :n, :n] = maps[map_index, inner, inner]
+            to_special[b, :, 0, :n] = maps[map_index, inner, 0]
+            to_special[b, :, 1, :n] = maps[map_index, inner, n + 1]
+            from_special[b, :, 0, :n] = maps[map_index, 0, inner]
+            from_special[b, :, 1, :n] = maps[map_index, n + 1, inner]
+        batch.words, batch.to_special = tensor(words), tensor(to_special)
+        batch.from_special = tensor(from_special)
+    if kind in GLOVE_KINDS:
+        batch.vectors = tensor(_pad([example.vectors for example in examples], width))
+    if kind == "structural":
+        batch.hidden = tensor(_pad([example.hidden for example in examples], width))
+        distance = np.full((size, width, width), -1.0, dtype=np.float32)
+        for b, example in enumerate(examples):
+            n, gold = example.n_words, tree_distances(np.asarray(example.heads))
+            distance[b, :n, :n] = np.where(np.isfinite(gold), gold, -1.0)
+        batch.tree_distance = tensor(distance)
+    return batch
+
+
+def _pad(arrays: Sequence[np.ndarray | None], width: int) -> np.ndarray:
+    """[word, dim] arrays -> [batch, word, dim] float32, zero-padded."""
+    first = arrays[0]
+    assert first is not None
+    out = np.zeros((len(arrays), width, first.shape[1]), dtype=np.float32)
+    for b, array in enumerate(arrays):
+        assert array is not None
+        out[b, : len(array)] = array
+    return out
+
+
+def batches(
+    lengths: np.ndarray, batch_size: int, generator: torch.Generator | None
+) -> Iterator[np.ndarray]:
+    """Indices of sentences of similar length; shuffled (ties and batch order) with a generator."""
+    if generator is None:
+        order = np.argsort(lengths, kind="stable")
+    else:
+        permutation = torch.randperm(len(lengths), generator=generator).numpy()
+        order = permutation[np.argsort(lengths[permutation], kind="stable")]
+    chunks = [order[start : start + batch_size] for start in range(0, len(order), batch_size)]
+    if generator is not None:
+        chunks = [chunks[i] for i in torch.randperm(len(chunks), generator=generator).tolist()]
+    yield from chunks
+
+
+# ------------------------------------------------------------------ probes
+
+
+def _candidate_logits(root: torch.Tensor, word: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    """[batch, query] ROOT and [batch, query, key] word logits -> [batch, query, 1 + key].
+
+    Padded candidates get -inf."""
+    logits = torch.cat([root.unsqueeze(-1), word], -1)
+    candidate = torch.cat([torch.ones_like(valid[:, :1]), valid], -1)  # [batch, 1 + key]
+    return logits.masked_fill(~candidate.unsqueeze(1), float("-inf"))
+
+
+def _root_attention(
+    batch: ProbeBatch, root_weight: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """ROOT's attention features, [batch, map, query] each: alpha[i, ROOT] and alpha[ROOT, i]."""
+    assert batch.to_special is not None and batch.from_special is not None
+    to_root = torch.einsum("bmsq,s->bmq", batch.to_special, root_weight)
+    from_root = torch.einsum("bmsq,s->bmq", batch.from_special, root_weight)
+    return to_root, from_root
+
+
+def _glorot(*shape: int, fan: int) -> torch.Tensor:
+    """TF's glorot_uniform, the released code's default initialiser (fan_in + fan_out = fan)."""
+    limit = math.sqrt(6.0 / fan)
+    return torch.empty(*shape).uniform_(-limit, limit)
+
+
+class AttentionProbe(nn.Module):
+    """logit(i -> j) = sum_k w_k alpha^k[i, j] + u_k alpha^k[j, i]; ROOT via [CLS]/[SEP]."""
+
+    def __init__(self, map_index: np.ndarray):
+        super().__init__()
+        n_maps = len(map_index)
+        self.register_buffer("map_index", torch.as_tensor(np.asarray(map_index), dtype=torch.long))
+        # The released code learns one [2K] vector, glorot-initialised as such.
+        self.w = nn.Parameter(_glorot(n_maps, fan=4 * n_maps))
+        self.u = nn.Parameter(_glorot(n_maps, fan=4 * n_maps))
+        self.root_weight = nn.Parameter(_glorot(2, fan=2))  # ROOT_start (CLS), ROOT_end (SEP)
+
+    def forward(self, batch: ProbeBatch) -> torch.Tensor:
+        """-> [batch, query, 1 + key] logits over [ROOT, words]."""
+        words = batch.words  # [batch, map, query, key]
+        assert words is not None
+        word = torch.einsum("bmqk,m->bqk", words, self.w) + torch.einsum(
+            "bmkq,m->bqk", words, self.u
+        )
+        to_root, from_root = _root_attention(batch, self.root_weight)
+        root = torch.einsum("bmq,m->bq", to_root, self.w) + torch.einsum(
+            "bmq,m->bq", from_root, self.u
+        )
+        return _candidate_logits(root, word, batch.valid)
+
+
+class AttentionGloveProbe(nn.Module):
+    """logit(i -> j) = sum_k W_k(v_i ⊕ v_j) alpha^k[i, j] + U_k(v_i ⊕ v_j) alpha^k[j, i].
+
+    `pair` = Linear(2 dim -> 2 map) gives [W; U]. Computed without the [query, key, 2 map]
+    weight tensor: Linear(v_i ⊕ v_j) = A v_i + C v_j + bias, each term contracted with the maps.
+    """
+
+    def __init__(self, map_index: np.ndarray, dim: int):
+        super().__init__()
+        n_maps = len(map_index)
+        self.register_buffer("map_index", torch.as_tensor(np.asarray(map_index), dtype=torch.long))
+        self.pair = nn.Linear(2 * dim, 2 * n_maps)
+        with torch.no_grad():  # tf.layers.dense defaults, as released
+            self.pair.weight.copy_(_glorot(2 * n_maps, 2 * dim, fan=2 * n_maps + 2 * dim))
+            self.pair.bias.zero_()
+        self.root_vector = nn.Parameter(torch.zeros(dim))
+        self.root_weight = nn.Parameter(_glorot(2, fan=2))
+
+    def forward(self, batch: ProbeBatch) -> torch.Tensor:
+        """-> [batch, query, 1 + key] logits over [ROOT, words]."""
+        words, vectors = batch.words, batch.vectors  # [batch, map, query, key], [batch, word, dim]
+        assert words is not None and vectors is not None
+        dim, n_maps = vectors.shape[-1], words.shape[1]
+        weight = self.pair.weight  # [2 map, 2 dim]: rows forward maps then transposed maps
+        dependent = vectors @ weight[:, :dim].T + self.pair.bias  # [batch, query, 2 map]
+        candidate = vectors @ weight[:, dim:].T  # [batch, key, 2 map]
+        root_candidate = weight[:, dim:] @ self.root_vector  # [2 map]
+        dep_w, dep_u = dependent.split(n_maps, -1)
+        cand_w, cand_u = candidate.split(n_maps, -1)
+        word = (
+            torch.einsum("bqm,bmqk->bqk", dep_w, words)
+            + torch.einsum("bkm,bmqk->bqk", cand_w, words)
+            + torch.einsum("bqm,bmkq->bqk", dep_u, words)
+            + torch.einsum("bkm,bmkq->bqk", cand_u, words)
+        )
+        root_w, root_u = root_candidate.split(n_maps)
+        to_root, from_root = _root_attention(batch, self.root_weight)
+        root = torch.einsum("bqm,bmq->bq", dep_w + root_w, to_root) + torch.einsum(
+            "bqm,bmq->bq", dep_u + root_u, from_root
+        )
+        return _candidate_logits(root, word, batch.valid)
+
+
+def distance_features(n_words: torch.Tensor, width: int) -> torch.Tensor:
+    """The released code's distance features: [batch] lengths -> [batch, query, 1 + key, 8].
+
+    Per (dependent i, candidate j): (j - i) / n if j > i, (i - j) / n if j < i, indicators of
+    j - i in DISTANCE_OFFSETS, and "is ROOT" (candidate 0: only that feature is 1).
+    """
+    position = torch.arange(width, device=n_words.device)
+    offset = (position[None, :] - position[:, None]).float()  # [query, key]: j - i
+    length = n_words.float().clamp(min=1)[:, None, None]  # [batch, 1, 1]
+    ahead, behind = offset.clamp(min=0) / length, (-offset).clamp(min=0) / length
+    indicators = [(offset == k).float().expand_as(ahead) for k in DISTANCE_OFFSETS]
+    words = torch.stack([ahead, behind, *indicators, torch.zeros_like(ahead)], -1)
+    root = torch.zeros(len(n_words), width, 1, N_DISTANCE_FEATURES, device=n_words.device)
+    root[..., -1] = 1.0
+    return torch.cat([root, words], 2)
+
+
+class DistanceGloveProbe(nn.Module):
+    """logit(i -> j) = out(tanh(hidden(v_i ⊕ v_j ⊕ distance features(i, j))))."""
+
+    def __init__(self, dim: int, hidden_size: int):
+        super().__init__()
+        n_in = 2 * dim + N_DISTANCE_FEATURES
+        self.hidden = nn.Linear(n_in, hidden_size)
+        self.out = nn.Linear(hidden_size, 1)
+        with torch.no_grad():
+            self.hidden.weight.copy_(_glorot(hidden_size, n_in, fan=hidden_size + n_in))
+            self.out.weight.copy_(_glorot(1, hidden_size, fan=hidden_size + 1))
+            self.hidden.bias.zero_()
+            self.out.bias.zero_()
+        self.root_vector = nn.Parameter(torch.zeros(dim))
+
+    def forward(self, batch: ProbeBatch) -> torch.Tensor:
+        """-> [batch, query, 1 + key] logits over [ROOT, words]."""
+        vectors = batch.vectors  # [batch, word, dim]
+        assert vectors is not None
+        dim, width = vectors.shape[-1], vectors.shape[1]
+        weight = self.hidden.weight  # [hidden, 2 dim + 8]: dependent, candidate, distances
+        dependent = vectors @ weight[:, :dim].T + self.hidden.bias  # [batch, query, hidden]
+        candidate = vectors @ weight[:, dim : 2 * dim].T  # [batch, key, hidden]
+        root = (weight[:, dim : 2 * dim] @ self.root_vector).expand(len(vectors), 1, -1)
+        candidate = torch.cat([root, candidate], 1)  # [batch, 1 + key, hidden]
+        distance = distance_features(batch.n_words, width) @ weight[:, 2 * dim :].T
+        hidden = torch.tanh(dependent[:, :, None] + candidate[:, None] + distance)
+        logits = self.out(hidden).squeeze(-1)  # [batch, query, 1 + key]
+        return _candidate_logits(logits[..., 0], logits[..., 1:], batch.valid)
+
+
+class StructuralProbe(nn.Module):
+    """Hewitt & Manning's distance probe: d(i, j) = ||B (h_i - h_j)||^2, B of rank `rank`."""
+
+    def __init__(self, hidden_size: int, rank: int):
+        super().__init__()
+        self.proj = nn.Parameter(torch.empty(hidden_size, rank).uniform_(-0.05, 0.05))  # as H&M
+
+    def forward(self, batch: ProbeBatch) -> torch.Tensor:
+        """-> [batch, query, key] predicted squared distances."""
+        assert batch.hidden is not None
+        projected = batch.hidden @ self.proj  # [batch, word, rank]
+        difference = projected[:, :, None] - projected[:, None]  # [batch, query, key, rank]
+        return (difference**2).sum(-1)

@@ -1,0 +1,386 @@
+"""Attention-based probing classifiers for dependency parsing (paper section 5, Table 3).
+
+Pure torch/numpy: examples in, trained weights and scores out; the pipeline reads the
+feature cache and logs to MLflow and the database. Four probes (`ProbeConfig.kind`):
+
+- `attn`: the paper's attention-only probe. For dependent i and candidate head j,
+  logit = sum_k w_k alpha^k[i, j] + u_k alpha^k[j, i] over all K maps (no bias; attention
+  to self is not excluded, as in the released code).
+- `attn_glove`: attention + GloVe. The weight of each map and direction depends on the
+  word pair: [w; u] = Linear(v_i ⊕ v_j) (2K outputs, with bias); GloVe stays fixed.
+- `distance_glove`: the "Distances + GloVe" baseline, the released `words_and_distances`: an
+  MLP (one tanh hidden layer) over v_i ⊕ v_j ⊕ the authors' 8 distance features.
+- `structural`: Hewitt & Manning's (2019) distance probe over one layer's hidden states;
+  it predicts undirected trees and is scored by UUAS, never UAS.
+
+Candidates for the head of word i are [ROOT, word 1, ..., word n] (index 0 = ROOT, the
+corpus convention). ROOT, following the released code:
+- attention probes: ROOT's "attention" is root_cls * alpha[i, CLS] + root_sep * alpha[i, SEP]
+  (the authors' ROOT_start / ROOT_end, two scalars shared over maps), and for the transposed
+  direction root_cls * alpha[CLS, i] + root_sep * alpha[SEP, i]; both weighted by w / u;
+- GloVe probes: ROOT's word vector is a learned `root_vector`, initialised to zero (the
+  released code feeds zeros for the whole ROOT pair; here the dependent's vector still
+  acts, and ROOT can learn a vector);
+- distance features of ROOT are all zero except the ROOT indicator.
+
+Training: softmax cross-entropy over the candidates of each dependent, summed over the words
+of a sentence (punctuation included, as the authors did) and averaged over the sentences of
+a mini-batch, so one step weighs like one of the authors' batch-size-1 steps. Adam. Early
+stopping on dev UAS (UUAS for `structural`); the best epoch's weights are restored.
+Scores: UAS = percent of words with a known gold head (heads >= 0) whose argmax candidate is
+the gold head, excluding relation "punct" (standard for Stanford Dependencies).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from scipy.sparse.csgraph import minimum_spanning_tree
+from torch import nn
+
+from app.analysis.probe_models import (  # noqa: F401 - re-exported: the probes' public API
+    ATTENTION_KINDS,
+    GLOVE_KINDS,
+    IGNORE,
+    PROBE_KINDS,
+    PUNCT,
+    AttentionGloveProbe,
+    AttentionProbe,
+    DistanceGloveProbe,
+    ProbeBatch,
+    ProbeExample,
+    ProbeKind,
+    StructuralProbe,
+    batches,
+    collate,
+    distance_features,
+    scored_words,
+    tree_distances,
+)
+from app.errors import AnalysisUnavailable, UnknownName
+
+
+@dataclass(frozen=True)
+class ProbeConfig:
+    """What is trained and how; logged whole to MLflow via `as_params()`."""
+
+    kind: ProbeKind
+    lr: float = 2e-3  # the authors' Adam learning rate
+    # The authors trained 1 epoch at batch size 1; we take mini-batches and stop early.
+    max_epochs: int = 10
+    patience: int = 2  # epochs without a better dev score before stopping
+    batch_size: int = 32  # sentences per step, grouped by length and padded
+    seed: int = 0
+    hidden_size: int = 256  # distance_glove MLP, as the released words_and_distances
+    rank: int = 64  # structural probe: rank of B (Hewitt & Manning's default max rank is 1024)
+    n_heads: int | None = None  # with `layers`: maps k belong to layer k // n_heads
+    layers: tuple[int, ...] | None = None  # attention probes only: use these layers' maps
+
+    def __post_init__(self) -> None:
+        if self.kind not in PROBE_KINDS:
+            raise UnknownName("probe kind", self.kind, PROBE_KINDS)
+        if self.layers is not None:
+            object.__setattr__(self, "layers", tuple(int(layer) for layer in self.layers))
+            if self.kind not in ATTENTION_KINDS:
+                raise ValueError(f"layers restrict attention maps; probe {self.kind!r} has none")
+            if self.n_heads is None or not self.layers:
+                raise ValueError("layers needs n_heads and at least one layer")
+        if min(self.max_epochs, self.batch_size, self.hidden_size, self.rank) < 1:
+            raise ValueError("max_epochs, batch_size, hidden_size and rank must be >= 1")
+
+    def as_params(self) -> dict[str, Any]:
+        """Flat params for MLflow; `layers` as "0,3" (None: all maps)."""
+        params = {name: getattr(self, name) for name in self.__dataclass_fields__}
+        if self.layers is not None:
+            params["layers"] = ",".join(str(layer) for layer in self.layers)
+        return params
+
+    @property
+    def metric(self) -> str:
+        """The score `evaluate` returns: "uuas" for the structural probe, else "uas"."""
+        return "uuas" if self.kind == "structural" else "uas"
+
+
+@dataclass
+class EpochLog:
+    epoch: int  # 1-based: the number of passes over the training set so far
+    train_loss: float  # mean over sentences of the per-sentence summed loss
+    dev_score: float  # dev UAS (UUAS for structural), percent
+
+
+@dataclass
+class TrainedProbe:
+    config: ProbeConfig
+    module: nn.Module
+    history: list[EpochLog] = field(default_factory=list)
+    best_epoch: int = 0  # the epoch whose weights `module` holds
+
+    def state_arrays(self) -> dict[str, np.ndarray]:
+        """The learned weights (module state dict as numpy), for saving as an artifact.
+
+        attn: w, u [map], root_weight [2] (CLS, SEP), map_index [map];
+        attn_glove: pair.weight [2 map, 2 dim] (rows: map k forward, then map k transposed;
+        columns: dependent then candidate vector), pair.bias [2 map], root_vector [dim],
+        root_weight [2], map_index [map];
+        distance_glove: hidden.weight [hidden, 2 dim + 8], hidden.bias, out.weight, out.bias,
+        root_vector [dim]; structural: proj [hidden, rank].
+        `map_index` holds the indices (layer * n_heads + head) of the maps the probe reads.
+        """
+        return {
+            name: value.detach().cpu().numpy() for name, value in self.module.state_dict().items()
+        }
+
+
+# ------------------------------------------------------------------ training and scoring
+
+
+def _loss(module: nn.Module, batch: ProbeBatch, kind: str) -> torch.Tensor:
+    """Mean over the batch's sentences of each sentence's summed (or H&M-normalised) loss."""
+    output = module(batch)
+    if kind == "structural":
+        assert batch.tree_distance is not None
+        known = batch.tree_distance >= 0
+        error = (output - batch.tree_distance).abs().masked_fill(~known, 0.0).sum((1, 2))
+        return (error / batch.n_words.float() ** 2).mean()  # L1 / n^2 per sentence (H&M)
+    flat = output.reshape(-1, output.shape[-1])  # [batch * query, 1 + key]
+    total = nn.functional.cross_entropy(
+        flat, batch.target.reshape(-1), ignore_index=IGNORE, reduction="sum"
+    )
+    return total / len(batch.n_words)
+
+
+def _check(config: ProbeConfig, examples: Sequence[ProbeExample], n_maps: int | None) -> None:
+    """Raise on malformed examples or a missing input the probe needs."""
+    for index, example in enumerate(examples):
+        n, heads = example.n_words, np.asarray(example.heads)
+        if n < 1 or heads.ndim != 1 or len(example.relations) != n:
+            raise ValueError(f"example {index}: heads and relations must be [word], n >= 1")
+        if heads.min() < -1 or heads.max() > n:
+            raise ValueError(f"example {index}: heads must lie in -1..{n}")
+        if config.kind in ATTENTION_KINDS and example.maps.shape != (n_maps, n + 2, n + 2):
+            raise ValueError(
+                f"example {index}: maps {example.maps.shape}, expected ({n_maps}, {n + 2}, {n + 2})"
+            )
+        for name, needed in (("vectors", GLOVE_KINDS), ("hidden", ("structural",))):
+            array = getattr(example, name)
+            if config.kind in needed and (array is None or len(array) != n):
+                raise AnalysisUnavailable(
+                    f"probe {config.kind!r} needs {name} [word, dim]; example {index} has "
+                    f"{None if array is None else array.shape}"
+                )
+
+
+def _map_index(config: ProbeConfig, n_maps: int) -> np.ndarray:
+    """The maps an attention probe reads: all, or those of `config.layers`."""
+    if config.layers is None:
+        return np.arange(n_maps)
+    assert config.n_heads is not None
+    n_layers = n_maps // config.n_heads
+    if n_maps % config.n_heads or not all(0 <= layer < n_layers for layer in config.layers):
+        raise ValueError(f"{n_maps} maps, n_heads={config.n_heads}: layers {config.layers}")
+    layer_of_map = np.arange(n_maps) // config.n_heads
+    return np.flatnonzero(np.isin(layer_of_map, config.layers))
+
+
+def _build(config: ProbeConfig, example: ProbeExample) -> nn.Module:
+    if config.kind == "attn":
+        return AttentionProbe(_map_index(config, example.maps.shape[0]))
+    if config.kind == "structural":
+        assert example.hidden is not None
+        return StructuralProbe(example.hidden.shape[1], config.rank)
+    assert example.vectors is not None
+    dim = example.vectors.shape[1]
+    if config.kind == "attn_glove":
+        return AttentionGloveProbe(_map_index(config, example.maps.shape[0]), dim)
+    return DistanceGloveProbe(dim, config.hidden_size)
+
+
+def restore_probe(config: ProbeConfig, arrays: dict[str, np.ndarray]) -> TrainedProbe:
+    """A probe from `state_arrays()` output (history is not restored)."""
+    if config.kind == "structural":
+        module: nn.Module = StructuralProbe(*arrays["proj"].shape)
+    elif config.kind == "distance_glove":
+        module = DistanceGloveProbe(len(arrays["root_vector"]), len(arrays["hidden.bias"]))
+    elif config.kind == "attn":
+        module = AttentionProbe(arrays["map_index"])
+    else:
+        module = AttentionGloveProbe(arrays["map_index"], len(arrays["root_vector"]))
+    module.load_state_dict({name: torch.from_numpy(np.asarray(a)) for name, a in arrays.items()})
+    return TrainedProbe(config, module.eval())
+
+
+def _device(module: nn.Module) -> torch.device:
+    return next(module.parameters()).device
+
+
+def _map_index_of(module: nn.Module) -> np.ndarray | None:
+    index = getattr(module, "map_index", None)
+    return None if index is None else index.cpu().numpy()
+
+
+def uuas_counts(
+    distances: np.ndarray, heads: np.ndarray, relations: Sequence[str]
+) -> tuple[int, int]:
+    """(correct, gold) undirected edges of the MST of predicted distances, as Hewitt & Manning.
+
+    Punctuation words (relation "punct"; H&M drop the PTB punctuation tags) are removed from
+    both graphs first. Gold edges are the MST of the gold tree distances over the remaining
+    words: the gold edges between non-punct words, plus, where a punct word joined two parts,
+    one distance-2 edge that H&M's evaluation also counts. Words with an unknown head (-1) stay
+    in the graph; pairs the gold tree cannot connect have no gold edge.
+
+    Args:
+        distances: [word, word] predicted (squared) distances.
+        heads: [word] gold heads (0 = ROOT, 1-based, -1 unknown).
+    """
+    keep = np.array([relation != PUNCT for relation in relations], dtype=bool)
+    if keep.sum() < 2:
+        return 0, 0
+    gold = tree_distances(np.asarray(heads))[np.ix_(keep, keep)]
+    predicted = np.asarray(distances, dtype=np.float64)[np.ix_(keep, keep)]
+    gold_edges = _mst_edges(np.where(np.isfinite(gold), gold, 0.0))  # 0 = no edge
+    predicted_edges = _mst_edges(np.maximum(predicted, np.finfo(np.float64).tiny))
+    return len(gold_edges & predicted_edges), len(gold_edges)
+
+
+def _mst_edges(weights: np.ndarray) -> set[tuple[int, int]]:
+    tree = minimum_spanning_tree(np.triu(weights, k=1)).tocoo()  # zero entries are non-edges
+    return {(int(min(a, b)), int(max(a, b))) for a, b in zip(tree.row, tree.col)}
+
+
+@torch.no_grad()
+def _score(
+    module: nn.Module, config: ProbeConfig, examples: Sequence[ProbeExample]
+) -> tuple[float, int]:
+    module.eval()
+    device, map_index = _device(module), _map_index_of(module)
+    lengths = np.array([example.n_words for example in examples])
+    correct = total = 0
+    for indices in batches(lengths, config.batch_size, None):
+        chosen = [examples[i] for i in indices]
+        batch = collate(chosen, config.kind, map_index, device)
+        output = module(batch)
+        if config.kind == "structural":
+            for b, example in enumerate(chosen):
+                n = example.n_words
+                hits, gold = uuas_counts(
+                    output[b, :n, :n].cpu().numpy(), example.heads, example.relations
+                )
+                correct, total = correct + hits, total + gold
+        else:
+            hit = (output.argmax(-1) == batch.target) & batch.scored
+            correct += int(hit.sum())
+            total += int(batch.scored.sum())
+    return (100.0 * correct / total if total else float("nan")), total
+
+
+def train_probe(
+    config: ProbeConfig,
+    train: Sequence[ProbeExample],
+    dev: Sequence[ProbeExample],
+    *,
+    on_epoch: Callable[[EpochLog], None] | None = None,
+    device: str | torch.device = "cpu",
+) -> TrainedProbe:
+    """Train a probe with Adam, early-stopping on the dev score; returns the best epoch's weights.
+
+    Deterministic given `config.seed` on one device: the initial weights come from a forked,
+    seeded global RNG (the caller's RNG state is left alone) and shuffling from a seeded
+    torch.Generator. Only one batch is held as float32 at a time.
+
+    Args:
+        train, dev: sentences; attention probes read `maps`, GloVe probes `vectors`, the
+            structural probe `hidden` (every example must carry what its probe reads).
+        on_epoch: called after each epoch (for MLflow metrics).
+    """
+    if not train or not dev:
+        raise ValueError("train_probe needs at least one train and one dev sentence")
+    n_maps = train[0].maps.shape[0] if config.kind in ATTENTION_KINDS else None
+    _check(config, train, n_maps)
+    _check(config, dev, n_maps)
+    device = torch.device(device)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(config.seed)
+        module = _build(config, train[0]).to(device)
+    map_index = _map_index_of(module)
+    generator = torch.Generator().manual_seed(config.seed)
+    optimizer = torch.optim.Adam(module.parameters(), lr=config.lr)
+    lengths = np.array([example.n_words for example in train])
+    history: list[EpochLog] = []
+    best_score, best_epoch, best_state, stale = -math.inf, 0, None, 0
+    for epoch in range(1, config.max_epochs + 1):
+        module.train()
+        loss_sum = 0.0
+        for indices in batches(lengths, config.batch_size, generator):
+            batch = collate([train[i] for i in indices], config.kind, map_index, device)
+            loss = _loss(module, batch, config.kind)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            loss_sum += loss.item() * len(indices)
+        dev_score, _ = _score(module, config, dev)
+        log = EpochLog(epoch, loss_sum / len(train), dev_score)
+        history.append(log)
+        if on_epoch is not None:
+            on_epoch(log)
+        if dev_score > best_score:  # NaN (nothing scored) never counts as better
+            best_score, best_epoch, stale = dev_score, epoch, 0
+            best_state = {
+                name: value.detach().clone() for name, value in module.state_dict().items()
+            }
+        else:
+            stale += 1
+            if stale >= config.patience:
+                break
+    if best_state is not None:
+        module.load_state_dict(best_state)
+    else:
+        best_epoch = history[-1].epoch
+    module.eval()
+    return TrainedProbe(config, module, history, best_epoch)
+
+
+def evaluate(probe: TrainedProbe, examples: Sequence[ProbeExample]) -> tuple[float, int]:
+    """(UAS percent, words scored); for the structural probe (UUAS percent, gold edges).
+
+    UAS excludes relation "punct" and words whose head is -1; UUAS follows `uuas_counts`.
+    """
+    map_index = _map_index_of(probe.module)
+    if map_index is not None and examples:
+        n_maps = examples[0].maps.shape[0]
+        if map_index.max() >= n_maps:
+            raise ValueError(f"the probe reads map {map_index.max()}; examples have {n_maps}")
+        _check(probe.config, examples, n_maps)
+    else:
+        _check(probe.config, examples, None)
+    return _score(probe.module, probe.config, examples)
+
+
+def predict_heads(probe: TrainedProbe, example: ProbeExample) -> np.ndarray:
+    """[word] predicted heads (0 = ROOT, j >= 1 = word j) of an attention or GloVe probe."""
+    if probe.config.kind == "structural":
+        raise ValueError("the structural probe predicts undirected distances, not heads")
+    module = probe.module.eval()
+    batch = collate([example], probe.config.kind, _map_index_of(module), _device(module))
+    with torch.no_grad():
+        return module(batch)[0].argmax(-1).cpu().numpy()
+
+
+def right_branching_uas(examples: Sequence[ProbeExample]) -> tuple[float, int]:
+    """(UAS percent, words scored) of the paper's right-branching baseline.
+
+    Every word's head is the next word; the last word's is ROOT. Punct is not scored.
+    """
+    correct = total = 0
+    for example in examples:
+        n = example.n_words
+        predicted = np.append(np.arange(2, n + 1), 0)  # word i (1-based) -> i + 1; last -> ROOT
+        scored = scored_words(example)
+        correct += int((predicted == np.asarray(example.heads))[scored].sum())
+        total += int(scored.sum())
+    return (100.0 * correct / total if total else float("nan")), total

@@ -1,0 +1,340 @@
+"""Probe stage (paper section 5, Table 3): cached features -> probing classifiers.
+
+`extract_features` runs the encoder once per corpus and keeps word-level maps and one
+layer's hidden states on disk (resumable shards, see extract/cache.py); `probe` builds
+examples from the cache, the dependency layer and GloVe, trains with early stopping on dev,
+scores test, and records the result as a `probe_runs` row and an MLflow run that point at
+each other. The same probe config again is a no-op.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from sqlalchemy import Engine, select
+
+from app.config import ExtractConfig, Settings
+from app.errors import AppError, UnknownName
+from app.pipeline.common import open_db, progress_bar
+from app.store.db import session_scope
+
+Say = Callable[[str], None]
+PROBES = ("right_branching", "distance_glove", "attn", "attn_glove", "structural")
+NEEDS_MAPS = ("attn", "attn_glove")
+NEEDS_ENCODER = ("attn", "attn_glove", "structural")
+
+
+def default_hidden_layer(n_layers: int) -> int:
+    """Hewitt & Manning probed BERT-base layer 7 of 12; the same relative depth elsewhere."""
+    return max(1, round(0.6 * n_layers))
+
+
+@dataclass
+class ProbeResult:
+    probe_run_id: int
+    kind: str
+    model: str | None
+    state: str  # "new", or "done" when this config had already been run
+    metric: str
+    dev_score: float | None = None
+    test_score: float | None = None
+    n_test_words: int | None = None
+    best_epoch: int | None = None
+    mlflow_run_id: str | None = None
+    excluded: dict[str, int] = field(default_factory=dict)
+
+
+# ------------------------------------------------------------------ feature cache
+
+
+def extract_features(settings: Settings, model: str, corpus: str, *, hidden_layer: int,
+                     config: ExtractConfig, say: Say | None = None) -> Path:
+    """The feature cache directory for (model, corpus), extracting what is missing."""
+    from app.extract.align import Aligner, Skipped
+    from app.extract.attention import AttentionEngine, length_order
+    from app.extract.cache import FeatureWriter, directory_sha256, shard_path, write_shard
+    from app.ingest.models import load_encoder
+    from app.store.corpora import find_corpus, segment_inputs, utcnow
+    from app.store.encoders import find_encoder
+    from app.store.schema import FeatureCache
+
+    say = say or (lambda message: None)
+    db = open_db(settings)
+    key = {"max_tokens": config.max_tokens, "hidden_layer": hidden_layer, "dtype": config.dtype}
+    key_hash = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
+    with session_scope(db) as session:
+        encoder, corpus_row = find_encoder(session, model), find_corpus(session, corpus)
+        cache = session.scalar(select(FeatureCache).where(
+            FeatureCache.encoder_id == encoder.id, FeatureCache.corpus_id == corpus_row.id,
+            FeatureCache.config_hash == key_hash))
+        if cache is not None and cache.status == "complete" and Path(cache.path).is_dir():
+            return Path(cache.path)
+        directory = settings.cache_dir / "features" / f"{model}--{corpus}--{key_hash}"
+        if cache is None:
+            cache = FeatureCache(encoder_id=encoder.id, corpus_id=corpus_row.id, config_hash=key_hash,
+                                 config_json=json.dumps(key, sort_keys=True), path=str(directory),
+                                 status="partial", created_at=utcnow())
+            session.add(cache)
+        cache.status, cache.path = "partial", str(directory)
+        source, init, corpus_id = Path(encoder.source), encoder.init, corpus_row.id
+        inputs = segment_inputs(session, corpus_id)
+    directory.mkdir(parents=True, exist_ok=True)
+    loaded = load_encoder(source, init=init, dtype=config.dtype, device=config.device)
+    skipped = Skipped()
+    aligner = Aligner(loaded.tokenizer, max_tokens=config.max_tokens, overflow="skip", on_unaligned=config.on_unaligned)
+    encoded = length_order(aligner.encode(inputs, skipped))
+    info = loaded.info
+    writer = FeatureWriter(info.n_layers, info.n_heads, hidden_layer=hidden_layer)
+    engine = AttentionEngine(loaded.model, pad_id=loaded.tokenizer.pad_token_id or 0,
+                             batch_size=config.batch_size, device=config.device)
+    starts = range(0, len(encoded), config.chunk_size)
+    done = sum(min(config.chunk_size, len(encoded) - start) for start in starts if shard_path(directory, start).is_file())
+    if done:
+        say(f"features of {model} on {corpus}: resuming after {done} of {len(encoded)} segments")
+    progress = progress_bar(len(encoded), done, f"features {model} on {corpus}")
+    try:
+        for start in starts:
+            path = shard_path(directory, start)
+            if path.is_file():
+                continue
+            engine.run(encoded[start : start + config.chunk_size], [writer], progress)
+            write_shard(path, writer.take())
+    finally:
+        progress.close()
+    with session_scope(db) as session:
+        cache = session.scalar(select(FeatureCache).where(
+            FeatureCache.encoder_id == encoder.id, FeatureCache.corpus_id == corpus_id,
+            FeatureCache.config_hash == key_hash))
+        cache.status, cache.n_segments = "complete", len(encoded)  # type: ignore[union-attr]
+        cache.skipped_json = json.dumps(skipped.counts, sort_keys=True)  # type: ignore[union-attr]
+        cache.sha256 = directory_sha256(directory)  # type: ignore[union-attr]
+    return directory
+
+
+# ------------------------------------------------------------------ examples
+
+
+def _sentences(db: Engine, corpus: str, annotation: str) -> tuple[int, list[tuple[int, list[str], np.ndarray, tuple[str, ...]]]]:
+    """(corpus id, [(segment id, forms, 1-based heads (0 = ROOT, -1 none), relations)])."""
+    from app.store.corpora import find_corpus
+    from app.store.schema import AnnotationLayer, Dependency, SegmentRow, WordRow
+
+    with session_scope(db) as session:
+        corpus_row = find_corpus(session, corpus)
+        layer = session.scalar(select(AnnotationLayer).where(
+            AnnotationLayer.corpus_id == corpus_row.id, AnnotationLayer.name == annotation))
+        if layer is None:
+            known = session.scalars(select(AnnotationLayer.name).where(AnnotationLayer.corpus_id == corpus_row.id)).all()
+            raise UnknownName(f"dependency layer of {corpus}", annotation, known,
+                              hint="probes need a dependency annotation (gold, or `headlens annotate`)")
+        rows = session.execute(
+            select(SegmentRow.id, WordRow.word_index, WordRow.form, Dependency.head_index, Dependency.relation)
+            .join(WordRow, WordRow.segment_id == SegmentRow.id)
+            .outerjoin(Dependency, (Dependency.segment_id == WordRow.segment_id)
+                       & (Dependency.word_index == WordRow.word_index) & (Dependency.layer_id == layer.id))
+            .where(SegmentRow.corpus_id == corpus_row.id)
+            .order_by(SegmentRow.seg_index, WordRow.word_index)
+        ).all()
+        corpus_id = corpus_row.id
+    sentences, current, forms, heads, relations = [], None, [], [], []
+    for segment_id, _index, form, head, relation in [*rows, (None, 0, "", None, None)]:
+        if segment_id != current:
+            if current is not None:
+                sentences.append((current, forms, np.array(heads, dtype=np.int64), tuple(relations)))
+            current, forms, heads, relations = segment_id, [], [], []
+        forms.append(form)
+        heads.append(-1 if relation is None else 0 if head is None else head + 1)
+        relations.append(relation or "")
+    return corpus_id, sentences
+
+
+def build_examples(db: Engine, corpus: str, annotation: str, *, cache: Path | None, vectors,  # type: ignore[no-untyped-def]
+                   need_maps: bool, need_hidden: bool) -> tuple[list[Any], dict[str, int]]:
+    """ProbeExamples of a corpus; sentences without cached features are left out, counted."""
+    from app.analysis.probes import ProbeExample
+    from app.extract.cache import read_shards
+
+    _, sentences = _sentences(db, corpus, annotation)
+    features: dict[int, tuple[np.ndarray, np.ndarray | None]] = {}
+    if cache is not None:
+        features = {segment: (maps, hidden) for segment, maps, hidden in read_shards(cache)}
+    examples, excluded = [], {"no features (over the token budget)": 0, "words without a GloVe vector": 0}
+    for segment_id, forms, heads, relations in sentences:
+        maps = hidden = None
+        if cache is not None:
+            if segment_id not in features:
+                excluded["no features (over the token budget)"] += 1
+                continue
+            maps, hidden = features[segment_id]
+        word_vectors = None
+        if vectors is not None:
+            word_vectors, unknown = vectors.lookup(forms)
+            excluded["words without a GloVe vector"] += unknown
+        examples.append(ProbeExample(
+            maps=maps if need_maps else np.zeros((0, len(forms) + 2, len(forms) + 2), np.float16),  # type: ignore[arg-type]
+            heads=heads, relations=relations, vectors=word_vectors, hidden=hidden if need_hidden else None))
+    return examples, {reason: n for reason, n in excluded.items() if n}
+
+
+# ------------------------------------------------------------------ probe
+
+
+def probe(settings: Settings, kind: str, *, model: str | None, train: str, dev: str, test: str,
+          annotation: str = "gold", layers: tuple[int, ...] | None = None, hidden_layer: int | None = None,
+          options: dict[str, Any] | None = None, vectors_path: str | None = None,
+          extract: ExtractConfig | None = None, force: bool = False, say: Say | None = None) -> ProbeResult:
+    """Train and evaluate one probe (or score the right-branching baseline)."""
+    from app.analysis import probes
+    from app.store.encoders import find_encoder
+
+    say = say or (lambda message: None)
+    if kind not in PROBES:
+        raise UnknownName("probe", kind, PROBES)
+    if kind in NEEDS_ENCODER and model is None:
+        raise AppError(f"the {kind} probe reads an encoder's attention: pass --model")
+    model = model if kind in NEEDS_ENCODER else None
+    extract = extract or ExtractConfig()
+    db = open_db(settings)
+    n_layers = n_heads = None
+    if model is not None:
+        with session_scope(db) as session:
+            encoder = find_encoder(session, model)
+            n_layers, n_heads = encoder.n_layers, encoder.n_heads
+        hidden_layer = default_hidden_layer(n_layers) if hidden_layer is None else hidden_layer
+    config = None
+    if kind != "right_branching":
+        config = probes.ProbeConfig(kind=kind, n_heads=n_heads if layers else None, layers=layers,  # type: ignore[arg-type]
+                                    **(options or {}))
+    identity = {"kind": kind, "model": model, "train": train, "dev": dev, "test": test, "annotation": annotation,
+                "hidden_layer": hidden_layer if kind == "structural" else None,
+                "vectors": vectors_path, "max_tokens": extract.max_tokens,
+                "probe": config.as_params() if config else None}
+    state = _start(db, identity, force)
+    if state.done:
+        return state.result
+    try:
+        result = _train_and_score(settings, db, kind, model, identity, config, layers, hidden_layer, vectors_path,
+                                  extract, state, say)
+    except BaseException as error:
+        _finish(db, state.result.probe_run_id, status="failed", error=f"{type(error).__name__}: {error}")
+        if state.result.mlflow_run_id:
+            from app.tracking import Tracker
+
+            Tracker(settings).finish(state.result.mlflow_run_id, failed=True)
+        raise
+    return result
+
+
+@dataclass
+class _State:
+    result: ProbeResult
+    done: bool
+
+
+def _start(db: Engine, identity: dict[str, Any], force: bool) -> _State:
+    from app.store.corpora import find_corpus, utcnow
+    from app.store.encoders import find_encoder
+    from app.store.schema import ProbeRun
+
+    config_hash = hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    metric = "uuas" if identity["kind"] == "structural" else "uas"
+    with session_scope(db) as session:
+        row = session.scalar(select(ProbeRun).where(ProbeRun.config_hash == config_hash))
+        if row is not None and row.status == "done" and not force:
+            return _State(ProbeResult(row.id, row.kind, identity["model"], "done", row.metric, row.dev_score,
+                                      row.test_score, row.n_test_words, row.best_epoch, row.mlflow_run_id), True)
+        if row is None:
+            row = ProbeRun(
+                kind=identity["kind"],
+                encoder_id=find_encoder(session, identity["model"]).id if identity["model"] else None,
+                train_corpus_id=find_corpus(session, identity["train"]).id,
+                dev_corpus_id=find_corpus(session, identity["dev"]).id,
+                test_corpus_id=find_corpus(session, identity["test"]).id,
+                annotation=identity["annotation"],
+                layers=identity["probe"]["layers"] if identity["probe"] else None,
+                config_json=json.dumps(identity, sort_keys=True, default=str), config_hash=config_hash,
+                status="running", metric=metric, started_at=utcnow(),
+            )
+            session.add(row)
+            session.flush()
+        row.status, row.started_at, row.error, row.mlflow_run_id = "running", utcnow(), None, None
+        return _State(ProbeResult(row.id, row.kind, identity["model"], "new", metric), False)
+
+
+def _finish(db: Engine, probe_run_id: int, **values: Any) -> None:
+    from app.store.corpora import utcnow
+    from app.store.schema import ProbeRun
+
+    with session_scope(db) as session:
+        row = session.get(ProbeRun, probe_run_id)
+        for key, value in values.items():
+            setattr(row, key, value)
+        row.finished_at = utcnow()  # type: ignore[union-attr]
+
+
+def _train_and_score(settings: Settings, db: Engine, kind: str, model: str | None, identity: dict[str, Any],  # type: ignore[no-untyped-def]
+                     config, layers, hidden_layer, vectors_path, extract: ExtractConfig, state: _State,
+                     say: Say) -> ProbeResult:
+    from app.analysis import probes
+    from app.ingest.vectors import load_vectors
+    from app.tracking import Tracker
+
+    result = state.result
+    caches: dict[str, Path | None] = {}
+    for split in ("train", "dev", "test"):
+        corpus = identity[split]
+        caches[split] = (extract_features(settings, model, corpus, hidden_layer=hidden_layer, config=extract, say=say)
+                         if model is not None else None)
+    vectors = load_vectors(vectors_path) if kind in probes.GLOVE_KINDS else None
+    data, excluded = {}, {}
+    for split in ("train", "dev", "test"):
+        data[split], dropped = build_examples(db, identity[split], identity["annotation"], cache=caches[split],
+                                              vectors=vectors, need_maps=kind in NEEDS_MAPS,
+                                              need_hidden=kind == "structural")
+        excluded.update({f"{split}: {reason}": n for reason, n in dropped.items()})
+    tracker = Tracker(settings)
+    sizes = {f"n_{split}_sentences": len(data[split]) for split in data}
+    sizes |= {f"n_{split}_words": int(sum(len(e.heads) for e in data[split])) for split in data}
+    label = f"{kind}:{model or '-'}" + (f":layers={','.join(map(str, layers))}" if layers else "")
+    result.mlflow_run_id = tracker.start(
+        experiment=f"headlens-probes/{identity['train']}", run_name=label,
+        params={**{k: v for k, v in identity.items() if k != "probe"}, **(config.as_params() if config else {}), **sizes},
+        tags={"headlens.probe_run_id": str(result.probe_run_id), "headlens.probe": kind, "headlens.db": settings.db_url},
+    )
+    _finish(db, result.probe_run_id, mlflow_run_id=result.mlflow_run_id, status="running")
+
+    if kind == "right_branching":
+        dev_score, _ = probes.right_branching_uas(data["dev"])
+        test_score, n_test = probes.right_branching_uas(data["test"])
+        best_epoch, artifacts = None, {}
+    else:
+        def on_epoch(log) -> None:  # type: ignore[no-untyped-def]
+            tracker.log_metrics(result.mlflow_run_id, {"train_loss": log.train_loss, f"dev_{config.metric}": log.dev_score},  # type: ignore[arg-type]
+                                step=log.epoch)
+            say(f"{label} epoch {log.epoch}: train loss {log.train_loss:.3f}, dev {config.metric} {log.dev_score:.1f}")
+
+        trained = probes.train_probe(config, data["train"], data["dev"], on_epoch=on_epoch)
+        dev_score, _ = probes.evaluate(trained, data["dev"])
+        test_score, n_test = probes.evaluate(trained, data["test"])
+        best_epoch, artifacts = trained.best_epoch, trained.state_arrays()
+    tracker.log_metrics(result.mlflow_run_id, {f"test_{result.metric}": test_score, f"best_dev_{result.metric}": dev_score,  # type: ignore[arg-type]
+                                               **{f"excluded {k}": v for k, v in excluded.items()}})
+    with tempfile.TemporaryDirectory() as scratch:
+        if artifacts:
+            np.savez(Path(scratch) / "weights.npz", **artifacts)
+            tracker.log_artifact(result.mlflow_run_id, Path(scratch) / "weights.npz")  # type: ignore[arg-type]
+        (Path(scratch) / "probe.json").write_text(json.dumps({**identity, "excluded": excluded}, indent=1, default=str))
+        tracker.log_artifact(result.mlflow_run_id, Path(scratch) / "probe.json")  # type: ignore[arg-type]
+    tracker.finish(result.mlflow_run_id)  # type: ignore[arg-type]
+    _finish(db, result.probe_run_id, status="done", dev_score=dev_score, test_score=test_score,
+            n_train_words=sizes["n_train_words"], n_test_words=n_test, best_epoch=best_epoch)
+    result.dev_score, result.test_score, result.n_test_words = dev_score, test_score, n_test
+    result.best_epoch, result.excluded = best_epoch, excluded
+    return result

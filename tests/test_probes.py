@@ -1,0 +1,262 @@
+"""Section-5 probes on synthetic sentences whose answers are known, plus hand-computed scores."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from app.analysis import probes
+from app.analysis.probes import (
+    ProbeConfig,
+    ProbeExample,
+    evaluate,
+    predict_heads,
+    restore_probe,
+    right_branching_uas,
+    train_probe,
+    uuas_counts,
+)
+from app.errors import AnalysisUnavailable, UnknownName
+
+N_LAYERS, N_HEADS = 2, 3
+N_MAPS = N_LAYERS * N_HEADS
+TREE_MAP = 1 * N_HEADS + 1  # layer 1, head 1: its rows ARE the gold trees
+DIM, HIDDEN = 8, 16
+# Tiny synthetic sets take few steps: a larger learning rate than the paper's 2e-3.
+FAST = {"lr": 0.05, "batch_size": 8, "max_epochs": 8, "patience": 3}
+
+
+def random_tree(rng: np.random.Generator, n: int) -> np.ndarray:
+    """[word] heads of a random tree (0 = ROOT, 1-based): words attach to earlier-placed ones."""
+    order = rng.permutation(n) + 1
+    heads = np.zeros(n, dtype=np.int64)
+    for position, word in enumerate(order[1:], start=1):
+        heads[word - 1] = order[rng.integers(position)]
+    return heads
+
+
+def make_example(
+    rng: np.random.Generator,
+    heads: np.ndarray,
+    *,
+    tree_map: int | None = TREE_MAP,
+    uniform: bool = False,
+    relations: tuple[str, ...] | None = None,
+) -> ProbeExample:
+    """Random [map, query_unit, key_unit] maps (Dirichlet rows) where map `tree_map` puts 0.9
+    of each word's attention on its head word ([CLS] for the root); random GloVe vectors; hidden
+    states whose squared distances are the tree distances (sums of orthonormal vectors along the
+    path from the root)."""
+    n, units = len(heads), len(heads) + 2
+    if uniform:
+        maps = np.full((N_MAPS, units, units), 1.0 / units)
+    else:
+        maps = rng.dirichlet(np.ones(units), size=(N_MAPS, units))
+    if tree_map is not None and not uniform:
+        for word, head in enumerate(heads, start=1):
+            row = np.full(units, 0.1 / (units - 1))
+            row[head] = 0.9  # unit 0 = [CLS] stands for ROOT
+            maps[tree_map, word] = row
+    basis = np.linalg.qr(rng.normal(size=(HIDDEN, HIDDEN)))[0][:n]  # [word, hidden] orthonormal
+    hidden = np.zeros((n, HIDDEN))
+    for word in range(n):
+        node = word + 1
+        while node != 0:  # h_i = sum of the basis vectors of i and its ancestors
+            hidden[word] += basis[node - 1]
+            node = heads[node - 1]
+    return ProbeExample(
+        maps=maps.astype(np.float16),
+        heads=heads,
+        relations=relations or tuple("dep" if h else "root" for h in heads),
+        vectors=rng.normal(size=(n, DIM)).astype(np.float32),
+        hidden=hidden.astype(np.float32),
+    )
+
+
+def make_split(seed: int, size: int, **options: object) -> list[ProbeExample]:
+    rng = np.random.default_rng(seed)
+    heads = [random_tree(rng, int(rng.integers(5, 11))) for _ in range(size)]
+    return [make_example(rng, h, **options) for h in heads]  # type: ignore[arg-type]
+
+
+@pytest.fixture(scope="module")
+def tree_task() -> tuple[list[ProbeExample], list[ProbeExample], list[ProbeExample]]:
+    return make_split(0, 120), make_split(1, 30), make_split(2, 30)
+
+
+def test_attention_probe_finds_the_head_whose_map_is_the_tree(tree_task) -> None:
+    train, dev, test = tree_task
+    logs: list[probes.EpochLog] = []
+    probe = train_probe(ProbeConfig("attn", **FAST), train, dev, on_epoch=logs.append)
+    uas, n_scored = evaluate(probe, test)
+    assert uas >= 99.0
+    assert n_scored == sum(e.n_words for e in test)
+    assert logs == probe.history
+    # The best epoch's weights are the ones kept.
+    assert evaluate(probe, dev)[0] == probe.history[probe.best_epoch - 1].dev_score
+    weights = probe.state_arrays()
+    assert np.argmax(weights["w"]) == TREE_MAP
+    assert set(weights) == {"w", "u", "root_weight", "map_index"}
+
+
+def test_attention_probe_stays_near_chance_on_uniform_maps() -> None:
+    train, test = make_split(3, 60, uniform=True), make_split(4, 30, uniform=True)
+    probe = train_probe(ProbeConfig("attn", **FAST), train, test)
+    assert evaluate(probe, test)[0] < 50.0
+
+
+def test_attention_and_glove_probe_learns_the_tree(tree_task) -> None:
+    train, dev, test = tree_task
+    probe = train_probe(ProbeConfig("attn_glove", **FAST), train, dev)
+    assert evaluate(probe, test)[0] >= 99.0
+    assert predict_heads(probe, test[0]).tolist() == test[0].heads.tolist()
+
+
+def test_distance_glove_baseline_learns_next_word_heads() -> None:
+    rng = np.random.default_rng(5)
+
+    def chain(n: int) -> ProbeExample:
+        heads = np.append(np.arange(2, n + 1), 0)  # word i -> i + 1; the last is the root
+        return make_example(rng, heads)
+
+    train = [chain(int(n)) for n in rng.integers(4, 11, size=80)]
+    test = [chain(int(n)) for n in rng.integers(4, 11, size=20)]
+    probe = train_probe(ProbeConfig("distance_glove", hidden_size=32, **FAST), train, test)
+    assert evaluate(probe, test)[0] >= 99.0
+
+
+def test_structural_probe_recovers_trees_encoded_in_distances(tree_task) -> None:
+    train, dev, test = tree_task
+    config = ProbeConfig("structural", rank=HIDDEN, lr=0.01, batch_size=8, max_epochs=6)
+    probe = train_probe(config, train, dev)
+    uuas, n_edges = evaluate(probe, test)
+    assert config.metric == "uuas"
+    assert uuas >= 90.0
+    assert n_edges == sum(e.n_words - 1 for e in test)  # no punct: n - 1 gold edges each
+    with pytest.raises(ValueError):
+        predict_heads(probe, test[0])
+
+
+def test_layer_restriction_reads_only_that_layers_maps(tree_task) -> None:
+    train, dev, test = tree_task
+    layer0 = ProbeConfig("attn", n_heads=N_HEADS, layers=(0,), **FAST)
+    layer1 = ProbeConfig("attn", n_heads=N_HEADS, layers=(1,), **FAST)
+    without_tree = train_probe(layer0, train, dev)
+    with_tree = train_probe(layer1, train, dev)
+    assert evaluate(without_tree, test)[0] < 50.0
+    assert evaluate(with_tree, test)[0] >= 99.0
+    assert with_tree.state_arrays()["map_index"].tolist() == [3, 4, 5]
+    assert layer1.as_params()["layers"] == "1"
+
+
+def test_training_is_deterministic_given_the_seed(tree_task) -> None:
+    train, dev, _ = tree_task
+    config = ProbeConfig("attn_glove", **{**FAST, "max_epochs": 2})
+    first, second = train_probe(config, train, dev), train_probe(config, train, dev)
+    other = train_probe(ProbeConfig("attn_glove", seed=1, **{**FAST, "max_epochs": 2}), train, dev)
+    assert first.history == second.history
+    for name, value in first.state_arrays().items():
+        np.testing.assert_array_equal(value, second.state_arrays()[name])
+    assert not np.array_equal(
+        first.state_arrays()["pair.weight"], other.state_arrays()["pair.weight"]
+    )
+
+
+def test_uas_skips_punctuation_and_unknown_heads() -> None:
+    # "dogs bark ." with a hand-set probe that follows map 0: dogs -> bark, bark -> [CLS] (ROOT),
+    # "." -> dogs (wrong: gold is bark). Only the two non-punct words are scored.
+    maps = np.zeros((1, 5, 5), dtype=np.float32)
+    maps[0, 1, 2] = maps[0, 2, 0] = maps[0, 3, 1] = 1.0
+    maps[0, 0, 0] = maps[0, 4, 4] = 1.0
+    example = ProbeExample(maps, np.array([2, 0, 2]), ("nsubj", "root", "punct"))
+    arrays = {
+        "w": np.array([1.0], dtype=np.float32),
+        "u": np.zeros(1, dtype=np.float32),
+        "root_weight": np.array([1.0, 0.0], dtype=np.float32),  # ROOT scored by attention to [CLS]
+        "map_index": np.array([0]),
+    }
+    probe = restore_probe(ProbeConfig("attn"), arrays)
+    assert predict_heads(probe, example).tolist() == [2, 0, 1]
+    assert evaluate(probe, [example]) == (100.0, 2)
+    unknown = ProbeExample(maps, np.array([2, -1, 2]), ("nsubj", "root", "nsubj"))
+    assert evaluate(probe, [unknown]) == (50.0, 2)  # "." -> dogs is wrong, bark is unscored
+
+
+def test_right_branching_baseline_by_hand() -> None:
+    rng = np.random.default_rng(0)
+    # "the dog barks ." -> predicted [2, 3, 4, 0]: the, dog right; barks wrong; "." not scored.
+    first = make_example(rng, np.array([2, 3, 0, 3]), relations=("det", "nsubj", "root", "punct"))
+    # "she ran home" -> predicted [2, 3, 0]: she right; ran wrong; home has no gold head.
+    second = make_example(rng, np.array([2, 0, -1]), relations=("nsubj", "root", "dobj"))
+    assert right_branching_uas([first, second]) == (60.0, 5)
+
+
+def test_uuas_drops_punctuation_before_the_spanning_trees() -> None:
+    # "a b , c": gold a-b, ,-b, c-b. Without ",", gold edges are {a-b, b-c}. The prediction puts
+    # "," next to everything (ignored) and links a-c, a-b: one of two gold edges.
+    heads, relations = np.array([2, 0, 2, 2]), ("det", "root", "punct", "dep")
+    distances = np.array(
+        [[0, 1, 0.1, 1], [1, 0, 0.1, 5], [0.1, 0.1, 0, 0.1], [1, 5, 0.1, 0]], dtype=np.float64
+    )
+    assert uuas_counts(distances, heads, relations) == (1, 2)
+    assert uuas_counts(distances, heads, ("det", "root", "dep", "dep")) == (1, 3)
+
+
+def test_attention_and_glove_logits_match_the_pairwise_formula() -> None:
+    rng = np.random.default_rng(6)
+    example = make_example(rng, random_tree(rng, 5))
+    torch.manual_seed(0)
+    module = probes.AttentionGloveProbe(np.arange(N_MAPS), DIM)
+    with torch.no_grad():
+        module.root_vector.normal_()
+        module.pair.bias.normal_()
+    batch = probes.collate([example], "attn_glove", np.arange(N_MAPS), torch.device("cpu"))
+    with torch.no_grad():
+        logits = module(batch)[0].numpy()  # [query, 1 + key]
+
+    maps = example.maps.astype(np.float64)  # [map, query_unit, key_unit]
+    vectors = example.vectors.astype(np.float64)
+    weight, bias = (
+        module.pair.weight.detach().double().numpy(),
+        module.pair.bias.detach().double().numpy(),
+    )
+    root_vector = module.root_vector.detach().double().numpy()
+    start, end = module.root_weight.detach().double().numpy()
+    n = example.n_words
+    expected = np.zeros((n, n + 1))
+    for i in range(1, n + 1):
+        for j in range(0, n + 1):
+            candidate = root_vector if j == 0 else vectors[j - 1]
+            pair = weight @ np.concatenate([vectors[i - 1], candidate]) + bias  # [2 map]
+            if j == 0:
+                forward = start * maps[:, i, 0] + end * maps[:, i, n + 1]
+                backward = start * maps[:, 0, i] + end * maps[:, n + 1, i]
+            else:
+                forward, backward = maps[:, i, j], maps[:, j, i]
+            expected[i - 1, j] = pair[:N_MAPS] @ forward + pair[N_MAPS:] @ backward
+    np.testing.assert_allclose(logits, expected, rtol=1e-4, atol=1e-5)  # float32 vs float64
+
+
+def test_distance_features_match_the_released_code() -> None:
+    n = 4
+    features = probes.distance_features(torch.tensor([n, 2]), n)[0].numpy()  # [query, 1 + key, 8]
+    ahead = np.array([[max(j - i, 0) / n for j in range(n)] for i in range(n)])
+    released = [ahead, ahead.T] + [np.eye(n, k=k) for k in (0, -1, 1, -2, 2)]
+    np.testing.assert_allclose(features[:, 1:, :7], np.stack(released, -1))
+    assert (features[:, 1:, 7] == 0).all() and (features[:, 0] == np.eye(8)[7]).all()
+
+
+def test_config_validation_and_params() -> None:
+    with pytest.raises(UnknownName, match="attn_glove"):
+        ProbeConfig("attention")  # type: ignore[arg-type]
+    with pytest.raises(ValueError):
+        ProbeConfig("attn", layers=(0,))  # which maps are layer 0 needs n_heads
+    with pytest.raises(ValueError):
+        ProbeConfig("structural", n_heads=3, layers=(0,))
+    params = ProbeConfig("attn").as_params()
+    assert params["kind"] == "attn" and params["lr"] == 2e-3 and params["layers"] is None
+    example = make_split(7, 1)[0]
+    bare = ProbeExample(example.maps, example.heads, example.relations)
+    with pytest.raises(AnalysisUnavailable, match="vectors"):
+        train_probe(ProbeConfig("attn_glove"), [bare], [bare])
