@@ -2,13 +2,15 @@
 
 Measured side by side in one run (interleaved repeats, medians), on real Wikipedia segments:
 
-  bare      SDPA forward, no attention weights (the ceiling)
-  engine    eager forward + output_attentions + token->word conversion + surface statistics
-            + per-word head predictions (syntax), i.e. what `headlens analyze surface syntax`
-            computes, without the database write
-  per-sent  the same conversion + statistics + argmaxes per sentence and head in numpy
-            loops, the way the original research code worked (app/extract/reference.py)
-  engine-bf16  the engine in bfloat16 (AMX CPUs), with its largest deviation from fp32
+  bare         SDPA forward, no attention weights (the ceiling)
+  eager        eager forward with output_attentions, no analysis (the engine's own ceiling)
+  surface      the engine with surface statistics (`headlens analyze surface`)
+  surface+words  ... plus token->word conversion of every layer and head
+  full         ... plus per-word head predictions (`headlens analyze surface syntax`),
+               without the database write
+  per-sent     word conversion + surface statistics + head predictions per sentence and head
+               in numpy loops, the way the original research code worked (app/extract/reference.py)
+  full-bf16    the full engine in bfloat16 (AMX CPUs), with its largest deviation from fp32
 
 Peak memory is measured in child processes for N and 4N segments, to show that it does not
 grow with the corpus.
@@ -32,6 +34,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from app.analysis.base import Analysis  # noqa: E402
 from app.analysis.surface import SurfaceAnalysis  # noqa: E402
 from app.analysis.syntax import HeadPredictions  # noqa: E402
 from app.extract import reference  # noqa: E402
@@ -70,17 +73,32 @@ def run_bare(loaded, encoded, batch_size: int) -> None:  # type: ignore[no-untyp
             model(**inputs)
 
 
-def run_engine(loaded, encoded, batch_size: int) -> dict[str, np.ndarray]:  # type: ignore[no-untyped-def]
+class WordMapsOnly(Analysis):
+    """Asks the engine for word-level maps and does nothing with them."""
+
+    name = "words-only"
+    needs_word_maps = True
+
+    def update(self, batch, layer, maps) -> None:  # type: ignore[no-untyped-def]
+        pass
+
+    def finish(self):  # type: ignore[no-untyped-def]
+        return []
+
+
+def run_engine(loaded, encoded, batch_size: int, mode: str = "full") -> dict[str, np.ndarray]:  # type: ignore[no-untyped-def]
     info = loaded.info
-    engine = AttentionEngine(
-        loaded.model, pad_id=loaded.tokenizer.pad_token_id, batch_size=batch_size
-    )
-    surface, syntax = (
-        SurfaceAnalysis(info.n_layers, info.n_heads),
-        HeadPredictions(info.n_layers, info.n_heads),
-    )
-    engine.run(encoded, [surface, syntax])
-    syntax.flush()
+    engine = AttentionEngine(loaded.model, pad_id=loaded.tokenizer.pad_token_id, batch_size=batch_size)
+    surface = SurfaceAnalysis(info.n_layers, info.n_heads)
+    analyses: list[Analysis] = {
+        "eager": [],
+        "surface": [surface],
+        "surface+words": [surface, WordMapsOnly(info.n_layers, info.n_heads)],
+        "full": [surface, HeadPredictions(info.n_layers, info.n_heads)],
+    }[mode]
+    engine.run(encoded, analyses)
+    for analysis in analyses:
+        analysis.flush()
     return surface.grids()
 
 
@@ -158,45 +176,28 @@ def main() -> None:
     run_engine(loaded, encoded[: args.batch_size], args.batch_size)
     run_engine(loaded_bf16, encoded[: args.batch_size], args.batch_size)
 
-    times: dict[str, list[float]] = {
-        "bare": [],
-        "engine": [],
-        "engine-bf16": [],
-        "per-sent": [],
-        "engine (baseline set)": [],
-    }
+    modes = ["bare", "eager", "surface", "surface+words", "full", "full-bf16", "full (baseline set)", "per-sent"]
+    times: dict[str, list[float]] = {mode: [] for mode in modes}
+    sizes = {mode: len(baseline_set) if mode in ("full (baseline set)", "per-sent") else len(encoded) for mode in modes}
     for _ in range(args.repeats):
         times["bare"].append(timed(run_bare, loaded, encoded, args.batch_size))
-        times["engine"].append(timed(run_engine, loaded, encoded, args.batch_size))
-        times["engine-bf16"].append(timed(run_engine, loaded_bf16, encoded, args.batch_size))
-        times["engine (baseline set)"].append(
-            timed(run_engine, loaded, baseline_set, args.batch_size)
-        )
+        for mode in ("eager", "surface", "surface+words", "full"):
+            times[mode].append(timed(run_engine, loaded, encoded, args.batch_size, mode))
+        times["full-bf16"].append(timed(run_engine, loaded_bf16, encoded, args.batch_size))
+        times["full (baseline set)"].append(timed(run_engine, loaded, baseline_set, args.batch_size))
         times["per-sent"].append(timed(run_per_sentence, loaded, baseline_set))
 
-    def rate(name: str, n: int) -> float:
-        return n / statistics.median(times[name])
-
-    rates = {
-        "bare": rate("bare", len(encoded)),
-        "engine": rate("engine", len(encoded)),
-        "engine-bf16": rate("engine-bf16", len(encoded)),
-        "per-sent": rate("per-sent", len(baseline_set)),
-        "engine (baseline set)": rate("engine (baseline set)", len(baseline_set)),
-    }
-    print(f"\n{'mode':24} {'seq/s':>8}  (min-max of {args.repeats})")
-    for name, value in rates.items():
-        n = len(baseline_set) if "baseline" in name or name == "per-sent" else len(encoded)
-        low, high = n / max(times[name]), n / min(times[name])
-        print(f"{name:24} {value:8.1f}  ({low:.1f}-{high:.1f})")
-    print("\nratios")
-    print(
-        f"  engine / bare                        {rates['engine'] / rates['bare']:.2f}   (target >= 0.8)"
-    )
-    print(
-        f"  engine / per-sentence (same segments) {rates['engine (baseline set)'] / rates['per-sent']:.1f}x  (target >= 5x)"
-    )
-    print(f"  engine-bf16 / engine                 {rates['engine-bf16'] / rates['engine']:.2f}")
+    rates = {mode: sizes[mode] / statistics.median(times[mode]) for mode in modes}
+    print(f"\n{'mode':22} {'seq/s':>7}  {'vs bare':>7}  (min-max of {args.repeats})")
+    for mode in modes:
+        low, high = sizes[mode] / max(times[mode]), sizes[mode] / min(times[mode])
+        print(f"{mode:22} {rates[mode]:7.1f}  {rates[mode] / rates['bare']:7.2f}  ({low:.1f}-{high:.1f})")
+    print("\nratios (medians of the same run)")
+    print(f"  surface engine / bare                   {rates['surface'] / rates['bare']:.2f}   (target >= 0.8)")
+    print(f"  surface+words engine / bare             {rates['surface+words'] / rates['bare']:.2f}")
+    print(f"  full engine / bare                      {rates['full'] / rates['bare']:.2f}")
+    print(f"  full engine / per-sentence (same segs)  {rates['full (baseline set)'] / rates['per-sent']:.1f}x (target >= 5x)")
+    print(f"  full bf16 / full fp32                   {rates['full-bf16'] / rates['full']:.2f}")
 
     fp32 = run_engine(loaded, encoded, args.batch_size)
     bf16 = run_engine(loaded_bf16, encoded, args.batch_size)

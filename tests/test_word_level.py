@@ -29,8 +29,17 @@ ATOL = 1e-6  # float32 matmuls of numbers with one decimal
 
 
 def convert(attention: torch.Tensor, token_unit: torch.Tensor, n_units: int) -> torch.Tensor:
-    sum_to, mean_from = pooling_matrices(token_unit, n_units)
-    return to_word_level(attention, sum_to, mean_from)
+    return to_word_level(attention, token_unit, n_units)
+
+
+def test_scatter_conversion_equals_the_pooling_matrix_products() -> None:
+    generator = torch.Generator().manual_seed(3)
+    token_unit = torch.tensor([[0, 1, 1, 2, 3, 3, 3, 4], [0, 1, 2, 2, 3, 5, 5, 5]])  # row 2 padded
+    attention = torch.randn(2, 3, 8, 8, generator=generator).softmax(-1)
+    attention[1, :, :, 5:] = 0  # padding keys carry no weight
+    sum_to, mean_from = pooling_matrices(token_unit, 5)
+    expected = mean_from.unsqueeze(1) @ attention @ sum_to.unsqueeze(1)
+    np.testing.assert_allclose(convert(attention, token_unit, 5).numpy(), expected.numpy(), atol=1e-6)
 
 
 def test_hand_computed_example_with_split_word() -> None:

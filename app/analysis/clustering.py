@@ -13,6 +13,7 @@ classical MDS so that the layout is deterministic.
 
 from __future__ import annotations
 
+import math
 from typing import Any, ClassVar
 
 import numpy as np
@@ -20,13 +21,15 @@ import torch
 
 from app.analysis.base import Analysis, AttentionBatch, LayerMaps, Rows
 
-# Heads compared against all others per step: bounds the temporary [chunk, batch, query, key]
-# tensors (~75 MB for 12 heads, 16 segments of 128 tokens).
-PAIR_CHUNK = 12
+LOG_2 = math.log(2.0)
 
 
 def js_divergence_sums(attention: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
     """Sum over valid query tokens of JS(head_a, head_b), for every pair of heads.
+
+    With m = (p + q) / 2: JS = 1/2 sum p log p + 1/2 sum q log q - sum m log m, and since
+    p and q each sum to 1, sum m log m = 1/2 sum (p+q) log(p+q) - log 2. Computing
+    (p+q) log(p+q) in place on one buffer is ~1.6x faster than forming m first.
 
     Args:
         attention: [head_all, batch, query, key] token-level maps of every layer's heads.
@@ -37,21 +40,16 @@ def js_divergence_sums(attention: torch.Tensor, valid: torch.Tensor) -> torch.Te
     """
     n = attention.shape[0]
     mask = valid.to(attention.dtype)  # [batch, query]
-    # sum_k p log p per head and query: [head_all, batch, query]
-    plogp = torch.special.xlogy(attention, attention).sum(-1)
+    plogp = torch.special.xlogy(attention, attention).sum(-1)  # [head_all, batch, query]
     sums = torch.zeros(n, n, dtype=torch.float64)
-    for start in range(0, n, PAIR_CHUNK):
-        block = attention[start : start + PAIR_CHUNK]  # [chunk, batch, query, key]
-        for offset in range(block.shape[0]):
-            a = start + offset
-            mixture = 0.5 * (
-                block[offset].unsqueeze(0) + attention[a:]
-            )  # [n - a, batch, query, key]
-            mlogm = torch.special.xlogy(mixture, mixture).sum(-1)  # [n - a, batch, query]
-            js = 0.5 * (plogp[a].unsqueeze(0) + plogp[a:]) - mlogm
-            row = (js.clamp(min=0) * mask).sum(dim=(1, 2)).double()
-            sums[a, a:] = row
-            sums[a:, a] = row
+    for a in range(n):
+        total = attention[a:] + attention[a]  # [n - a, batch, query, key]: p + q
+        torch.special.xlogy(total, total, out=total)
+        mlogm = 0.5 * total.sum(-1) - LOG_2  # [n - a, batch, query]
+        js = 0.5 * (plogp[a] + plogp[a:]) - mlogm
+        row = (js.clamp(min=0) * mask).sum(dim=(1, 2)).double()
+        sums[a, a:] = row
+        sums[a:, a] = row
     sums.fill_diagonal_(0.0)
     return sums
 

@@ -51,20 +51,23 @@ def word_predictions(word_maps: torch.Tensor, unit_kind: torch.Tensor) -> dict[s
     # the candidate queries for the transposed ("attended by") direction.
     candidate = (is_word.unsqueeze(1) & not_self).unsqueeze(1)  # [batch, 1, query, key]
     has_candidate = candidate.any(-1)  # [batch, 1, query]
-    masked = word_maps.masked_fill(~candidate, float("-inf"))
-    predicted = masked.argmax(-1)  # ties -> first (leftmost) maximum
-    weight = masked.gather(-1, predicted.unsqueeze(-1)).squeeze(-1)
-    attended_by = word_maps.transpose(-1, -2).masked_fill(~candidate, float("-inf")).argmax(-1)
+    # Weights lie in [0, 1], so subtracting 2 from non-candidates excludes them from the max
+    # without a masked copy; max/argmax return the first (leftmost) of tied maxima.
+    penalty = torch.where(candidate, 0.0, -2.0).to(word_maps.dtype)
+    weight, predicted = (word_maps + penalty).max(-1)
+    # The transposed penalty picks, for each key k, the queries q that are words other than k.
+    attended_by = (word_maps + penalty.transpose(-1, -2)).argmax(-2)
     none = torch.full_like(predicted, -1)
     predicted = torch.where(has_candidate, predicted, none)
     attended_by = torch.where(has_candidate, attended_by, none)
-    to_kind = lambda kind: (word_maps * (unit_kind == kind)[:, None, None, :]).sum(-1)  # noqa: E731
+    specials = torch.stack([unit_kind == CLS, unit_kind == SEP], dim=-1).to(word_maps.dtype)
+    to_special = word_maps @ specials.unsqueeze(1)  # [batch, head, query, 2]
     return {
         "predicted": predicted,
         "attended_by": attended_by,
         "weight": torch.where(has_candidate, weight, torch.zeros_like(weight)),
-        "cls_weight": to_kind(CLS),
-        "sep_weight": to_kind(SEP),
+        "cls_weight": to_special[..., 0],
+        "sep_weight": to_special[..., 1],
     }
 
 

@@ -119,15 +119,14 @@ class AttentionEngine:
         hidden_layer = next(iter(hidden_layers), None)
         for batch, inputs in self.batches(segments):
             attentions = self.forward(inputs, hidden_layer)
-            if want_words or hidden_layer is not None:
-                n_units = batch.unit_kind.shape[1]
-                sum_to, mean_from = pooling_matrices(batch.token_unit, n_units)
+            n_units = batch.unit_kind.shape[1]
             if hidden_layer is not None:
                 hidden, attentions = attentions[-1], attentions[:-1]
+                _, mean_from = pooling_matrices(batch.token_unit, n_units)
                 batch.hidden = mean_from @ hidden.float()  # [batch, unit, hidden]
             for layer, attention in enumerate(attentions):
                 token_maps = attention.float()  # [batch, head, query, key]
-                word_maps = to_word_level(token_maps, sum_to, mean_from) if want_words else None
+                word_maps = to_word_level(token_maps, batch.token_unit, n_units) if want_words else None
                 maps = LayerMaps(token=token_maps, word=word_maps)
                 for analysis in analyses:
                     analysis.update(batch, layer, maps)
