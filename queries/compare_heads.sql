@@ -10,19 +10,17 @@
 --   mean_abs_diff  mean over heads of |value_b - value_a|
 --   largest_diff   the head (1-based layer-head) where the two differ most
 with latest as (
-    select encoders.name as model, runs.id as run_id,
-           row_number() over (partition by encoders.name order by runs.finished_at desc, runs.id desc) as recency
-    from runs
-    join encoders on encoders.id = runs.encoder_id
-    join corpora on corpora.id = runs.corpus_id
-    where runs.analysis = 'surface' and runs.status = 'done' and corpora.name = :corpus
-        and encoders.name in (:model_a, :model_b)
+    select latest_runs.model, latest_runs.run_id, encoders.n_layers
+    from latest_runs
+    join encoders on encoders.id = latest_runs.encoder_id
+    where latest_runs.analysis = 'surface' and latest_runs.corpus = :corpus
+        and latest_runs.model in (:model_a, :model_b)
 ),
 
 values_ as (
     select latest.model, head_metrics.layer, head_metrics.head, head_metrics.metric, head_metrics.value
     from head_metrics
-    join latest on latest.run_id = head_metrics.run_id and latest.recency = 1
+    join latest on latest.run_id = head_metrics.run_id
 ),
 
 pairs as (

@@ -13,31 +13,18 @@
 --   y          MDS coordinate
 --   behaviour  previous token / next token / [CLS] / [SEP] / punctuation / broad / other (first that applies, in this order)
 with clustering as (
-    select id, encoder_id, corpus_id from runs where id = :run_id
-),
-
-surface_run as (
-    select runs.id
-    from runs
-    join clustering on clustering.encoder_id = runs.encoder_id and clustering.corpus_id = runs.corpus_id
-    where runs.analysis = 'surface' and runs.status = 'done'
-    order by runs.finished_at desc
-    limit 1
+    select encoder_id, corpus_id from runs where id = :run_id
 ),
 
 surface as (
     select
-        layer,
-        head,
-        max(value) filter (where metric = 'attn_prev') as attn_prev,
-        max(value) filter (where metric = 'attn_next') as attn_next,
-        max(value) filter (where metric = 'attn_cls') as attn_cls,
-        max(value) filter (where metric = 'attn_sep') as attn_sep,
-        max(value) filter (where metric = 'attn_period') + max(value) filter (where metric = 'attn_comma') as attn_punct,
-        max(value) filter (where metric = 'entropy') / max(value) filter (where metric = 'uniform_entropy') as relative_entropy
-    from head_metrics
-    where run_id = (select id from surface_run)
-    group by layer, head
+        head_surface.*,
+        head_surface.attn_period + head_surface.attn_comma as attn_punct,
+        head_surface.entropy / head_surface.uniform_entropy as relative_entropy
+    from head_surface
+    join latest_runs on latest_runs.run_id = head_surface.run_id and latest_runs.analysis = 'surface'
+    join clustering
+        on clustering.encoder_id = latest_runs.encoder_id and clustering.corpus_id = latest_runs.corpus_id
 ),
 
 final as (

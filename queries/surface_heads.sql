@@ -14,15 +14,14 @@ with grid as (
         layer,
         head,
         (layer + 1) || '-' || (head + 1) as label,
-        max(value) filter (where metric = 'attn_prev') as attn_prev,
-        max(value) filter (where metric = 'attn_next') as attn_next,
-        max(value) filter (where metric = 'attn_sep') as attn_sep,
-        max(value) filter (where metric = 'attn_cls') as attn_cls,
-        max(value) filter (where metric = 'attn_period') + max(value) filter (where metric = 'attn_comma') as attn_punct,
-        max(value) filter (where metric = 'entropy') as entropy
-    from head_metrics
+        attn_prev,
+        attn_next,
+        attn_sep,
+        attn_cls,
+        attn_period + attn_comma as attn_punct,
+        entropy
+    from head_surface
     where run_id = :run_id
-    group by layer, head
 ),
 
 ranked as (

@@ -132,7 +132,9 @@ def populated(
     pipeline.annotate(settings, "sentences")
     analyses = ["surface", "syntax", "clustering", "examples", "gradients"]
     pipeline.analyze(settings, analyses, model="tiny", corpus="sentences", config=ExtractConfig())
-    pipeline.analyze(settings, ["surface"], model="tiny-random", corpus="sentences", config=ExtractConfig())
+    pipeline.analyze(
+        settings, ["surface"], model="tiny-random", corpus="sentences", config=ExtractConfig()
+    )
     story = FIXTURES / "coref" / "story.conllu"
     pipeline.ingest_corpus(settings, "story", fmt="corefud", path=str(story))
     coref_config = ExtractConfig(overflow="truncate")
@@ -142,3 +144,42 @@ def populated(
     probe(settings, "attn", model="tiny", options={"max_epochs": 1}, **splits)
     probe(settings, "attn_glove", model="tiny-random", options={"max_epochs": 1}, **splits)
     return settings
+
+
+def store_hand_run(settings: Settings, model_dir: Path, corpus: str, analysis: str, build) -> int:  # type: ignore[no-untyped-def]
+    """Feed hand-made maps to an analysis and store its rows as a finished run.
+
+    `build(segment_ids)` gets the corpus' segment ids in corpus order and returns
+    (accumulator, batch, maps); the maps serve as both token and word maps of layer 0.
+    """
+    from sqlalchemy import select
+
+    from app.analysis.base import LayerMaps
+    from app.config import ExtractConfig
+    from app.ingest.models import inspect_encoder, weights_sha256
+    from app.store.corpora import find_corpus
+    from app.store.db import make_engine, session_scope
+    from app.store.encoders import store_encoder
+    from app.store.runs import finish_run, start_run
+    from app.store.schema import SegmentRow
+    from app.store.write import insert_rows
+
+    engine = make_engine(settings.db_url)
+    with session_scope(engine) as session:
+        info = inspect_encoder(model_dir)
+        encoder, _ = store_encoder(
+            session, "hand", model_dir, info, weights_sha256(model_dir), "pretrained"
+        )
+        corpus_row = find_corpus(session, corpus)
+        run = start_run(session, encoder, corpus_row, analysis, ExtractConfig()).run
+        query = (
+            select(SegmentRow.id)
+            .where(SegmentRow.corpus_id == corpus_row.id)
+            .order_by(SegmentRow.seg_index)
+        )
+        accumulator, batch, maps = build(list(session.scalars(query)))
+        accumulator.update(batch, 0, LayerMaps(token=maps, word=maps))
+        for rows in accumulator.finish():
+            insert_rows(session, rows.table, rows.columns, constants={"run_id": run.id})
+        finish_run(session, run.id, n_segments=batch.size, skipped={})
+        return run.id

@@ -10,18 +10,14 @@ import pytest
 import torch
 
 from app import pipeline
-from app.analysis.base import AttentionBatch, LayerMaps
+from app.analysis.base import AttentionBatch
 from app.analysis.coref import CorefHeads
 from app.analysis.coref_baselines import BASELINES, score
 from app.config import ExtractConfig
-from app.ingest.models import inspect_encoder, weights_sha256
 from app.pipeline.contexts import load_context
-from app.store.corpora import find_corpus
-from app.store.db import make_engine, session_scope
-from app.store.encoders import store_encoder
-from app.store.runs import finish_run, start_run
-from app.store.write import insert_rows
+from app.store.db import make_engine
 from app.types import CLS, SEP, WORD
+from tests.conftest import store_hand_run
 
 STORY = Path(__file__).parent / "fixtures" / "coref" / "story.conllu"
 # Words: Anna0 met1 Bob2 .3 | She4 greeted5 the6 man7 .8 | Bob9 smiled10 .11
@@ -71,27 +67,14 @@ def story_batch(segment_id: int) -> tuple[AttentionBatch, torch.Tensor]:
 def story_run(settings, tiny_bert: Path) -> int:  # type: ignore[no-untyped-def]
     result = pipeline.ingest_corpus(settings, "story", fmt="corefud", path=str(STORY))
     assert result.created
-    engine = make_engine(settings.db_url)
-    context = load_context(engine, "mentions", 1)
-    with session_scope(engine) as session:
-        encoder, _ = store_encoder(
-            session,
-            "hand",
-            tiny_bert,
-            inspect_encoder(tiny_bert),
-            weights_sha256(tiny_bert),
-            "pretrained",
-        )
-        corpus = find_corpus(session, "story")
-        run = start_run(session, encoder, corpus, "coref", ExtractConfig()).run
-        (segment_id,) = context
-        batch, maps = story_batch(segment_id)
-        analysis = CorefHeads(1, 2, context)
-        analysis.update(batch, 0, LayerMaps(token=maps, word=maps))
-        for rows in analysis.finish():
-            insert_rows(session, rows.table, rows.columns, constants={"run_id": run.id})
-        finish_run(session, run.id, n_segments=1, skipped={})
-        return run.id
+    context = load_context(make_engine(settings.db_url), "mentions", 1)
+
+    def build(segment_ids: list[int]):  # type: ignore[no-untyped-def]
+        (segment_id,) = segment_ids
+        assert set(context) == {segment_id}
+        return CorefHeads(1, 2, context), *story_batch(segment_id)
+
+    return store_hand_run(settings, tiny_bert, "story", "coref", build)
 
 
 def test_table2_worked_by_hand(settings, story_run: int) -> None:  # type: ignore[no-untyped-def]

@@ -8,20 +8,13 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from sqlalchemy import select
 
 from app import pipeline
-from app.analysis.base import AttentionBatch, LayerMaps
+from app.analysis.base import AttentionBatch
 from app.analysis.syntax import HeadPredictions, score_arcs, score_offsets
 from app.config import ExtractConfig
-from app.ingest.models import inspect_encoder, weights_sha256
-from app.store.corpora import find_corpus
-from app.store.db import session_scope
-from app.store.encoders import store_encoder
-from app.store.runs import finish_run, start_run
-from app.store.schema import SegmentRow
-from app.store.write import insert_rows
 from app.types import CLS, SEP, WORD
+from tests.conftest import store_hand_run
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
@@ -101,39 +94,15 @@ def hand_batch(segment_ids: list[int]) -> tuple[AttentionBatch, torch.Tensor]:
 
 
 @pytest.fixture
-def hand_run(settings, tiny_bert: Path):  # type: ignore[no-untyped-def]
+def hand_run(settings, tiny_bert: Path) -> int:  # type: ignore[no-untyped-def]
     """The two-sentence corpus with the hand-built maps stored as a finished syntax run."""
-    from app.store.db import make_engine
+    path = str(FIXTURES / "two_sentences.conllu")
+    pipeline.ingest_corpus(settings, "two", fmt="conllu", path=path)
 
-    pipeline.ingest_corpus(
-        settings, "two", fmt="conllu", path=str(FIXTURES / "two_sentences.conllu")
-    )
-    engine = make_engine(settings.db_url)
-    with session_scope(engine) as session:
-        encoder, _ = store_encoder(
-            session,
-            "hand",
-            tiny_bert,
-            inspect_encoder(tiny_bert),
-            weights_sha256(tiny_bert),
-            "pretrained",
-        )
-        corpus = find_corpus(session, "two")
-        run = start_run(session, encoder, corpus, "syntax", ExtractConfig()).run
-        segment_ids = list(
-            session.scalars(
-                select(SegmentRow.id)
-                .where(SegmentRow.corpus_id == corpus.id)
-                .order_by(SegmentRow.seg_index)
-            )
-        )
-        batch, maps = hand_batch(segment_ids)
-        analysis = HeadPredictions(n_layers=1, n_heads=2)
-        analysis.update(batch, 0, LayerMaps(token=maps, word=maps))
-        for rows in analysis.finish():
-            insert_rows(session, rows.table, rows.columns, constants={"run_id": run.id})
-        finish_run(session, run.id, n_segments=2, skipped={})
-        return run.id
+    def build(segment_ids: list[int]):  # type: ignore[no-untyped-def]
+        return HeadPredictions(n_layers=1, n_heads=2), *hand_batch(segment_ids)
+
+    return store_hand_run(settings, tiny_bert, "two", "syntax", build)
 
 
 def test_per_relation_accuracy_in_sql_matches_hand_computation(settings, hand_run: int) -> None:  # type: ignore[no-untyped-def]

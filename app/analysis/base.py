@@ -66,6 +66,30 @@ class Rows:
         return len(next(iter(self.columns.values()))) if self.columns else 0
 
 
+class RowBuffer:
+    """Column blocks collected batch by batch, concatenated into one Rows at flush time."""
+
+    def __init__(self, table: str):
+        self.table = table
+        self._blocks: list[dict[str, np.ndarray]] = []
+
+    def append(self, block: dict[str, np.ndarray]) -> None:
+        self._blocks.append(block)
+
+    def take(self) -> Rows | None:
+        """Everything appended since the last take (masked arrays stay masked), or None."""
+        if not self._blocks:
+            return None
+        blocks, self._blocks = self._blocks, []
+        columns = {
+            key: (np.ma.concatenate if isinstance(blocks[0][key], np.ma.MaskedArray) else np.concatenate)(
+                [block[key] for block in blocks]
+            )
+            for key in blocks[0]
+        }
+        return Rows(self.table, columns)
+
+
 def head_metric_rows(grids: dict[str, np.ndarray], counts: dict[str, np.ndarray]) -> Rows:
     """[layer, head] grids of named metrics -> long `head_metrics` rows."""
     layers, heads, metrics, values, ns = [], [], [], [], []

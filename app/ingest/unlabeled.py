@@ -1,7 +1,7 @@
 """Wikipedia segment pairs for the surface statistics (paper section 3).
 
 The paper used 1000 random segments of at most 128 word pieces, formatted
-`[CLS] paragraph-1 [SEP] paragraph-2 [SEP]`. We build them from the real (shortened)
+`[CLS] paragraph-1 [SEP] paragraph-2 [SEP]` (or the model's own special tokens). We build them from the real (shortened)
 enwiki dump inside the gensim wheel, parsed and cleaned with gensim's own wiki tools:
 every pair of consecutive paragraphs of an article is a candidate; `n_segments` are
 sampled with a fixed seed; a pair over the budget is trimmed the way BERT's pre-training
@@ -25,8 +25,10 @@ from app.types import CorpusData, Document
 DUMP_NAME = "enwiki-latest-pages-articles1.xml-p000000010p000030302-shortened.bz2"
 # Shorter lines are headings' leftovers, captions or list items, not paragraphs.
 MIN_PARAGRAPH_WORDS = 10
-# The input format adds three special tokens: [CLS] p1 [SEP] p2 [SEP].
-N_SPECIAL = 3
+# Room for the special tokens of a pair: BERT adds three ([CLS] p1 [SEP] p2 [SEP]),
+# RoBERTa/MPNet four (<s> p1 </s></s> p2 </s>). Reserving four keeps every segment within
+# 128 tokens for both (BERT inputs are at most 127).
+N_SPECIAL = 4
 
 
 def gensim_dump_path() -> Path:
