@@ -22,7 +22,10 @@ ensure_env() {
   if [ ! -f "$stamp" ]; then
     echo "setting up $venv (first run: a few minutes) ..." >&2
     "$python" -m venv "$venv"
-    "$venv/bin/python" -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[dev]'
+    # (pip's machine-wide configuration may name extra indexes that do not exist: its
+    # warnings about them are noise, so they are filtered out.)
+    "$venv/bin/python" -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[dev]' \
+      2> >(grep -v "neither a file nor a directory" >&2)
     rm -f "$venv"/.headlens-installed-*
     touch "$stamp"
   fi

@@ -10,6 +10,8 @@
 --   proper         accuracy on proper-name mentions (percent)
 --   nominal        accuracy on nominal mentions (percent)
 --   mentions       mentions scored (every row scores the same mentions)
+--   ci_low         95% Wilson interval of all_types, low end (percent)
+--   ci_high        95% Wilson interval of all_types, high end (percent)
 --   paper_all      the paper's accuracy for the method (BERT-base, CoNLL-2012)
 --   paper_pronoun  the paper's pronoun accuracy
 --   paper_proper   the paper's proper-name accuracy
@@ -91,6 +93,8 @@ final as (
         rows_.proper,
         rows_.nominal,
         rows_.mentions,
+        rows_.all_types / 100 as p,
+        rows_.mentions * 1.0 as n,
         paper_coref.paper_all,
         paper_coref.paper_pronoun,
         paper_coref.paper_proper,
@@ -99,6 +103,10 @@ final as (
     left join paper_coref on paper_coref.method = rows_.method
 )
 
-select method, head, all_types, pronoun, proper, nominal, mentions, paper_all, paper_pronoun, paper_proper, paper_nominal
+select
+    method, head, all_types, pronoun, proper, nominal, mentions,
+    100 * (p + 1.9208 / n - 1.96 * sqrt(p * (1 - p) / n + 0.9604 / (n * n))) / (1 + 3.8416 / n) as ci_low,
+    100 * (p + 1.9208 / n + 1.96 * sqrt(p * (1 - p) / n + 0.9604 / (n * n))) / (1 + 3.8416 / n) as ci_high,
+    paper_all, paper_pronoun, paper_proper, paper_nominal
 from final
 order by sort_order, method

@@ -96,3 +96,22 @@ def test_a_session_through_the_cli(settings, tiny_bert: Path, tmp_path: Path) ->
     # Running it again is a no-op with a message, not an error.
     again = run(settings, "analyze", "surface", "--model", "tiny", "--corpus", "two")
     assert again.exit_code == 0 and "already finished" in again.output
+
+
+def test_mlflow_ui_serves_this_projects_store_on_localhost(settings, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    launched: list[list[str]] = []
+    monkeypatch.setattr("subprocess.call", lambda command, env: launched.append(command) or 0)
+    result = run(settings, "mlflow-ui", "--port", "5123")
+    assert result.exit_code == 0 and "http://127.0.0.1:5123" in result.output
+    (command,) = launched
+    assert command[command.index("--backend-store-uri") + 1] == settings.mlflow_uri
+    assert command[command.index("--host") + 1] == "127.0.0.1"
+
+
+def test_datasets_list_shows_what_is_verified_locally(settings) -> None:  # type: ignore[no-untyped-def]
+    from tests.conftest import SHARED_DATA
+
+    output = run(settings, "--data-dir", str(SHARED_DATA), "datasets", "list").output
+    assert "ud-ewt-dev" in output and "ontogum-dev" in output and "gap-test" in output
+    if SHARED_DATA.is_dir():
+        assert all(" ok " in line for line in output.splitlines() if line.startswith(("ud-", "ontogum", "litbank", "gap")))

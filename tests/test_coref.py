@@ -17,7 +17,7 @@ from app.config import ExtractConfig
 from app.pipeline.contexts import load_context
 from app.store.db import make_engine
 from app.types import CLS, SEP, WORD
-from tests.conftest import store_hand_run
+from tests.conftest import needs_shared_data, store_hand_run
 
 STORY = Path(__file__).parent / "fixtures" / "coref" / "story.conllu"
 # Words: Anna0 met1 Bob2 .3 | She4 greeted5 the6 man7 .8 | Bob9 smiled10 .11
@@ -147,3 +147,21 @@ def test_a_corpus_without_mentions_is_refused(settings, tiny_bert: Path) -> None
         pipeline.analyze(settings, ["coref"], model="tiny", corpus="toy", config=ExtractConfig())
     runs = pipeline.run_query(settings, None, sql="select status, error from runs")
     assert runs["status"].tolist() == ["failed"] and "no coreference mentions" in runs["error"][0]
+
+
+@needs_shared_data()
+def test_gap_ingests_with_pronoun_mentions_and_baselines(settings) -> None:  # type: ignore[no-untyped-def]
+    result = pipeline.ingest_corpus(settings, "gap-validation")
+    assert result.details["documents"] == 454  # one per row (shared/data/README.md section 5)
+    counts = pipeline.run_query(
+        settings, None,
+        sql="select mention_type, count(*) as n from mentions group by mention_type order by mention_type",
+    )
+    stored = dict(zip(counts["mention_type"], counts["n"]))
+    # Three mentions per row; those past or across the 128-piece cut are dropped and counted.
+    dropped = sum(n for reason, n in result.details["dropped"].items() if reason.startswith("mentions"))
+    assert stored["pronoun"] + stored["proper"] + dropped == 3 * 454
+    assert stored["pronoun"] > 400 and stored["proper"] > 2 * 400
+    # Rows whose pronoun refers to neither name have no antecedent and are not scored.
+    scored = pipeline.run_query(settings, None, sql="select count(distinct mention_id) as n from coref_baselines")
+    assert 0 < scored["n"][0] <= 187 + 205  # gold = A, gold = B
