@@ -340,14 +340,24 @@ def analyze(
     device: str,
     force: bool,
 ) -> None:
-    """Run ANALYSES (e.g. surface) of MODEL over CORPUS in one forward pass.
+    """Run ANALYSES of MODEL over CORPUS in one forward pass.
+
+    \b
+    ANALYSES (one or more):
+      surface     §3: attention to [CLS]/[SEP]/punctuation and neighbours, entropy
+      syntax      §4.2: each head's most-attended word per word (-> table1_relations)
+      coref       §4.3: each head's antecedent choice per mention (-> table2_coref)
+      clustering  §6: Jensen-Shannon distances between heads, MDS (-> head_clusters)
+      examples    word-level maps of a few sentences, for figures (-> example_maps)
+      gradients   §3: |d MLM loss / d attention| by target (needs an MLM head)
 
     Each analysis is a database run and an MLflow run. Rerunning a finished config is a
     no-op; an interrupted one resumes from its last checkpoint.
 
     \b
     Examples:
-      headlens analyze surface --model minilm --corpus wiki-segments
+      headlens analyze surface clustering --model minilm --corpus wiki-segments
+      headlens analyze syntax examples --corpus ud-ewt-dev
       headlens analyze surface --corpus wiki-segments --dtype bfloat16 --limit 100
     """
     from app.analysis.registry import ANALYSES

@@ -50,3 +50,14 @@ def test_documented_columns_are_the_real_columns(populated, name: str) -> None: 
     frame = run_query(populated, name, params=params)
     assert list(frame.columns) == list(queries.catalogue()[name].columns)
     assert len(frame) > 0, f"{name} returned no rows on the populated database"
+
+
+def test_analyze_help_lists_every_analysis() -> None:
+    from click.testing import CliRunner
+
+    from app.analysis.registry import ANALYSES
+    from app.cli import cli
+
+    help_text = CliRunner().invoke(cli, ["analyze", "--help"]).output
+    for name in ANALYSES:
+        assert f"  {name} " in help_text, name
