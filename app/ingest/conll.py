@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Literal
 
 from app.errors import CorpusFormatError
-from app.ingest.datasets import content_sha256, open_text
+from app.ingest.datasets import content_sha256, numbered_lines
 from app.types import CorpusData, Document, Segment, Word
 
 ConllFormat = Literal["conllu", "conllx"]
@@ -139,39 +139,29 @@ def read_conll(path: Path, fmt: ConllFormat = "conllu") -> Iterator[ConllSentenc
     """Yield the sentences of a CoNLL-U / CoNLL-X file."""
     builder = _SentenceBuilder(path, fmt)
     doc_id: str | None = None
-    line_number = 0
-    try:
-        with open_text(path) as handle:
-            for line_number, raw in enumerate(handle, start=1):
-                line = raw.rstrip("\n").rstrip("\r")
-                if not line.strip():
-                    sentence = builder.finish(doc_id)
-                    if sentence is not None:
-                        yield sentence
-                    continue
-                if line.startswith("#") and not builder.words:
-                    if line.startswith("# newdoc"):
-                        _, _, value = line.partition("=")
-                        doc_id = value.strip() or f"{path.name}:{line_number}"
-                    builder.add_comment(line, line_number)
-                    continue
-                columns = line.split("\t")
-                if len(columns) < MIN_COLUMNS[fmt]:
-                    raise CorpusFormatError(
-                        str(path),
-                        line_number,
-                        f"expected {MIN_COLUMNS[fmt]} tab-separated {fmt.upper()} columns, found {len(columns)}",
-                    )
-                builder.add_word(columns, line_number)
+    for line_number, line in numbered_lines(path):
+        if not line.strip():
             sentence = builder.finish(doc_id)
             if sentence is not None:
                 yield sentence
-    except UnicodeDecodeError as error:
-        raise CorpusFormatError(
-            str(path), line_number + 1, f"not UTF-8 text ({error.reason})"
-        ) from None
-    except (OSError, EOFError) as error:
-        raise CorpusFormatError(str(path), None, f"cannot read: {error}") from None
+            continue
+        if line.startswith("#") and not builder.words:
+            if line.startswith("# newdoc"):
+                _, _, value = line.partition("=")
+                doc_id = value.strip() or f"{path.name}:{line_number}"
+            builder.add_comment(line, line_number)
+            continue
+        columns = line.split("\t")
+        if len(columns) < MIN_COLUMNS[fmt]:
+            raise CorpusFormatError(
+                str(path),
+                line_number,
+                f"expected {MIN_COLUMNS[fmt]} tab-separated {fmt.upper()} columns, found {len(columns)}",
+            )
+        builder.add_word(columns, line_number)
+    sentence = builder.finish(doc_id)
+    if sentence is not None:
+        yield sentence
 
 
 def sentence_segment(sentence: ConllSentence, fallback_label: str) -> Segment:

@@ -17,14 +17,14 @@ Heads, types and segmentation are in coref_segments.py.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Literal
 
 from app.errors import CorpusFormatError
 from app.ingest.conll import read_conll
-from app.ingest.datasets import open_text
+from app.ingest.datasets import numbered_lines, open_text
 from app.ingest.text import WORD_PATTERN
 from app.types import Mention, Word
 
@@ -199,20 +199,6 @@ def _split_columns(line: str) -> list[str]:
     return line.split("\t") if "\t" in line else line.split()
 
 
-def _numbered_lines(path: Path) -> Iterator[tuple[int, str]]:
-    line_number = 0
-    try:
-        with open_text(path) as handle:
-            for line_number, raw in enumerate(handle, start=1):
-                yield line_number, raw.rstrip("\r\n")
-    except UnicodeDecodeError as error:
-        raise CorpusFormatError(
-            str(path), line_number + 1, f"not UTF-8 text ({error.reason})"
-        ) from None
-    except (OSError, EOFError) as error:
-        raise CorpusFormatError(str(path), None, f"cannot read: {error}") from None
-
-
 def read_conll2012(path: Path) -> list[CorefDocument]:
     """CoNLL-2012 layout, plain or gzipped: one CorefDocument per (document, part), named
     `"<name> part <N>"` with N as an integer (`part 000` -> `part 0`)."""
@@ -224,7 +210,7 @@ def read_conll2012(path: Path) -> list[CorefDocument]:
     width = 0  # column count of the current sentence's first line
     brackets = _OpenMentions(path, lambda line, _index: line)
     n_words = 0
-    for number, line in _numbered_lines(path):
+    for number, line in numbered_lines(path):
         if line.startswith("#"):
             if begin := _BEGIN.match(line):
                 if name is not None:
@@ -330,7 +316,7 @@ def _gap_row(path: Path, number: int, columns: list[str]) -> CorefDocument:
 def read_gap(path: Path) -> list[CorefDocument]:
     """GAP tsv: one CorefDocument (one sentence) per row, named by its ID."""
     documents = []
-    for number, line in _numbered_lines(path):
+    for number, line in numbered_lines(path):
         columns = line.split("\t")
         if number == 1:
             if tuple(columns) != GAP_COLUMNS:

@@ -13,12 +13,13 @@ import gzip
 import hashlib
 import json
 import urllib.request
+from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 from typing import IO
 
-from app.errors import DatasetError, UnknownName
+from app.errors import CorpusFormatError, DatasetError, UnknownName
 
 REGISTRY_FILE = Path(__file__).resolve().parents[1] / "data" / "datasets.json"
 
@@ -67,6 +68,22 @@ def open_text(path: Path) -> IO[str]:
     if path.suffix == ".gz":
         return gzip.open(path, "rt", encoding="utf-8")
     return path.open("r", encoding="utf-8")
+
+
+def numbered_lines(path: Path) -> Iterator[tuple[int, str]]:
+    """(line number, line without its end) of a text file; unreadable or non-UTF-8 input is
+    a CorpusFormatError naming the file (and the line)."""
+    line_number = 0
+    try:
+        with open_text(path) as handle:
+            for line_number, raw in enumerate(handle, start=1):
+                yield line_number, raw.rstrip("\r\n")
+    except UnicodeDecodeError as error:
+        raise CorpusFormatError(
+            str(path), line_number + 1, f"not UTF-8 text ({error.reason})"
+        ) from None
+    except (OSError, EOFError) as error:
+        raise CorpusFormatError(str(path), None, f"cannot read: {error}") from None
 
 
 def content_sha256(path: Path) -> str:

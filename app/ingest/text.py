@@ -12,7 +12,7 @@ import re
 from pathlib import Path
 
 from app.errors import CorpusFormatError
-from app.ingest.datasets import open_text
+from app.ingest.datasets import numbered_lines
 from app.types import CorpusData, Document, Segment, Word
 
 WORD_PATTERN = re.compile(r"\w+|[^\w\s]", re.UNICODE)
@@ -33,27 +33,20 @@ def read_text_corpus(name: str, path: Path) -> CorpusData:
     """Each non-blank line is a segment; `first<TAB>second` is a paragraph pair."""
     segments = []
     digest = hashlib.sha256()
-    try:
-        with open_text(path) as handle:
-            for number, line in enumerate(handle, start=1):
-                digest.update(line.encode())
-                line = line.rstrip("\n")
-                if not line.strip():
-                    continue
-                parts = line.split("\t")
-                if len(parts) > 2:
-                    raise CorpusFormatError(
-                        str(path),
-                        number,
-                        f"at most one TAB per line (a pair), found {len(parts) - 1}",
-                    )
-                first = split_words(parts[0])
-                second = split_words(parts[1]) if len(parts) == 2 else None
-                if not first or (second is not None and not second):
-                    raise CorpusFormatError(str(path), number, "a side of the pair has no words")
-                segments.append(pair_segment(f"{path.name}:{number}", first, second, text=line))
-    except UnicodeDecodeError as error:
-        raise CorpusFormatError(str(path), None, f"not UTF-8 text ({error.reason})") from None
+    for number, line in numbered_lines(path):
+        digest.update(line.encode() + b"\n")
+        if not line.strip():
+            continue
+        parts = line.split("\t")
+        if len(parts) > 2:
+            raise CorpusFormatError(
+                str(path), number, f"at most one TAB per line (a pair), found {len(parts) - 1}"
+            )
+        first = split_words(parts[0])
+        second = split_words(parts[1]) if len(parts) == 2 else None
+        if not first or (second is not None and not second):
+            raise CorpusFormatError(str(path), number, "a side of the pair has no words")
+        segments.append(pair_segment(f"{path.name}:{number}", first, second, text=line))
     if not segments:
         raise CorpusFormatError(str(path), None, "no text: every line is blank")
     return CorpusData(
