@@ -168,28 +168,77 @@ def ingest_model(
 
 @ingest.command("corpus")
 @click.argument("name")
-@click.option("--from", "source", metavar="SOURCE",
-              help="a dataset or wiki-segments to build NAME from (default: NAME itself)")
-@click.option("--format", "fmt", type=click.Choice(["text", "conllu", "conllx", "corefud", "conll2012", "gap"]),
-              help="format of --path (corefud: CoNLL-U with Entity= coreference)")
+@click.option(
+    "--from",
+    "source",
+    metavar="SOURCE",
+    help="a dataset or wiki-segments to build NAME from (default: NAME itself)",
+)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["text", "conllu", "conllx", "corefud", "conll2012", "gap"]),
+    help="format of --path (corefud: CoNLL-U with Entity= coreference)",
+)
 @click.option("--path", type=click.Path(), help="a corpus file (plain or .gz)")
-@click.option("--as", "kind", type=click.Choice(["dependencies", "coreference"]),
-              help="read a CoNLL-U source as a treebank (sentences) or as coreference documents")
-@click.option("--segmentation", type=click.Choice(["truncate", "windows"]), default="truncate", show_default=True,
-              help="coreference: truncate each document to the budget (the paper) or cover it with windows")
-@click.option("--heads", type=click.Choice(["silver", "rule"]), default="silver", show_default=True,
-              help="coreference without gold dependencies: mention heads from spaCy, or a surface rule")
-@click.option("--segments", "n_segments", type=int, default=1000, show_default=True, help="wiki-segments: how many")
+@click.option(
+    "--as",
+    "kind",
+    type=click.Choice(["dependencies", "coreference"]),
+    help="read a CoNLL-U source as a treebank (sentences) or as coreference documents",
+)
+@click.option(
+    "--segmentation",
+    type=click.Choice(["truncate", "windows"]),
+    default="truncate",
+    show_default=True,
+    help="coreference: truncate each document to the budget (the paper) or cover it with windows",
+)
+@click.option(
+    "--heads",
+    type=click.Choice(["silver", "rule"]),
+    default="silver",
+    show_default=True,
+    help="coreference without gold dependencies: mention heads from spaCy, or a surface rule",
+)
+@click.option(
+    "--segments",
+    "n_segments",
+    type=int,
+    default=1000,
+    show_default=True,
+    help="wiki-segments: how many",
+)
 @click.option("--seed", type=int, default=0, show_default=True, help="wiki-segments: sampling seed")
-@click.option("--max-tokens", type=int, default=PAPER_MAX_TOKENS, show_default=True,
-              help="wiki-segments, coreference: word-piece budget per segment")
-@click.option("--tokenizer", default=DEFAULT_MODEL, show_default=True,
-              help="wiki-segments, coreference: built-in model whose tokenizer measures the budget")
+@click.option(
+    "--max-tokens",
+    type=int,
+    default=PAPER_MAX_TOKENS,
+    show_default=True,
+    help="wiki-segments, coreference: word-piece budget per segment",
+)
+@click.option(
+    "--tokenizer",
+    default=DEFAULT_MODEL,
+    show_default=True,
+    help="wiki-segments, coreference: built-in model whose tokenizer measures the budget",
+)
 @click.pass_context
 @translate_errors
-def ingest_corpus(context: click.Context, name: str, source: str | None, fmt: str | None, path: str | None,
-                  kind: str | None, segmentation: str, heads: str, n_segments: int, seed: int, max_tokens: int,
-                  tokenizer: str) -> None:
+def ingest_corpus(
+    context: click.Context,
+    name: str,
+    source: str | None,
+    fmt: str | None,
+    path: str | None,
+    kind: str | None,
+    segmentation: str,
+    heads: str,
+    n_segments: int,
+    seed: int,
+    max_tokens: int,
+    tokenizer: str,
+) -> None:
     """Ingest corpus NAME: a known dataset, wiki-segments, or a file (--format, --path).
 
     Re-ingesting the same content is a no-op; a bad file is refused whole with the file
@@ -209,8 +258,16 @@ def ingest_corpus(context: click.Context, name: str, source: str | None, fmt: st
     """
     from app.pipeline import ingest_corpus as run
 
-    options = {"source": source, "kind": kind, "segmentation": segmentation, "heads": heads,
-               "n_segments": n_segments, "seed": seed, "max_tokens": max_tokens, "tokenizer": tokenizer}
+    options = {
+        "source": source,
+        "kind": kind,
+        "segmentation": segmentation,
+        "heads": heads,
+        "n_segments": n_segments,
+        "seed": seed,
+        "max_tokens": max_tokens,
+        "tokenizer": tokenizer,
+    }
     result = run(settings_of(context), name, fmt=fmt, path=path, options=options)
     state = "added" if result.created else "already stored"
     details = ", ".join(f"{k}={v}" for k, v in result.details.items() if v)
@@ -360,14 +417,8 @@ def analyze(
       headlens analyze syntax examples --corpus ud-ewt-dev
       headlens analyze surface --corpus wiki-segments --dtype bfloat16 --limit 100
     """
-    from app.analysis.registry import ANALYSES
     from app.pipeline import analyze as run
 
-    overflow = (
-        "truncate"
-        if any(ANALYSES.get(name) and ANALYSES[name].overflow == "truncate" for name in analyses)
-        else "skip"
-    )
     config = ExtractConfig(
         max_tokens=max_tokens,
         batch_size=batch_size,
@@ -375,7 +426,6 @@ def analyze(
         limit=limit,  # type: ignore[arg-type]
         on_unaligned=on_unaligned,
         device=device,
-        overflow=overflow,
     )  # type: ignore[arg-type]
     for summary in run(
         settings_of(context),
@@ -475,25 +525,69 @@ def query(
 
 
 @cli.command()
-@click.argument("kind", type=click.Choice(["right_branching", "distance_glove", "attn", "attn_glove", "structural"]))
+@click.argument(
+    "kind",
+    type=click.Choice(["right_branching", "distance_glove", "attn", "attn_glove", "structural"]),
+)
 @click.option("--model", help="the encoder whose attention (or hidden states) the probe reads")
-@click.option("--train", "train", default="ud-ewt-train", show_default=True, help="corpus to train on")
+@click.option(
+    "--train", "train", default="ud-ewt-train", show_default=True, help="corpus to train on"
+)
 @click.option("--dev", default="ud-ewt-dev", show_default=True, help="corpus for early stopping")
-@click.option("--test", default="ud-ewt-test", show_default=True, help="corpus the score is reported on")
-@click.option("--annotation", default="gold", show_default=True, help="dependency layer: gold or silver")
-@click.option("--layer", "layers", type=int, multiple=True, help="attention probes: only this 0-based layer (repeatable)")
-@click.option("--hidden-layer", type=int, help="structural probe: hidden-state layer (default: 60% of the depth)")
-@click.option("--epochs", "max_epochs", type=int, default=10, show_default=True, help="at most this many epochs")
-@click.option("--lr", type=float, default=2e-3, show_default=True, help="Adam learning rate (the authors')")
+@click.option(
+    "--test", default="ud-ewt-test", show_default=True, help="corpus the score is reported on"
+)
+@click.option(
+    "--annotation", default="gold", show_default=True, help="dependency layer: gold or silver"
+)
+@click.option(
+    "--layer",
+    "layers",
+    type=int,
+    multiple=True,
+    help="attention probes: only this 0-based layer (repeatable)",
+)
+@click.option(
+    "--hidden-layer",
+    type=int,
+    help="structural probe: hidden-state layer (default: 60% of the depth)",
+)
+@click.option(
+    "--epochs",
+    "max_epochs",
+    type=int,
+    default=10,
+    show_default=True,
+    help="at most this many epochs",
+)
+@click.option(
+    "--lr", type=float, default=2e-3, show_default=True, help="Adam learning rate (the authors')"
+)
 @click.option("--batch-size", type=int, default=32, show_default=True, help="sentences per step")
 @click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--vectors", type=click.Path(), help="a GloVe text file instead of the packaged GloVe 6B 50-d")
+@click.option(
+    "--vectors", type=click.Path(), help="a GloVe text file instead of the packaged GloVe 6B 50-d"
+)
 @click.option("--force", is_flag=True, help="train again even if this exact probe has run")
 @click.pass_context
 @translate_errors
-def probe(context: click.Context, kind: str, model: str | None, train: str, dev: str, test: str, annotation: str,
-          layers: tuple[int, ...], hidden_layer: int | None, max_epochs: int, lr: float, batch_size: int,
-          seed: int, vectors: str | None, force: bool) -> None:
+def probe(
+    context: click.Context,
+    kind: str,
+    model: str | None,
+    train: str,
+    dev: str,
+    test: str,
+    annotation: str,
+    layers: tuple[int, ...],
+    hidden_layer: int | None,
+    max_epochs: int,
+    lr: float,
+    batch_size: int,
+    seed: int,
+    vectors: str | None,
+    force: bool,
+) -> None:
     """Train a probing classifier (paper §5) on attention and score it on test.
 
     KIND: attn (attention only), attn_glove (attention + GloVe), structural (Hewitt &
@@ -512,13 +606,27 @@ def probe(context: click.Context, kind: str, model: str | None, train: str, dev:
     from app.pipeline.probe import probe as run
 
     options = {"max_epochs": max_epochs, "lr": lr, "batch_size": batch_size, "seed": seed}
-    result = run(settings_of(context), kind, model=model, train=train, dev=dev, test=test, annotation=annotation,
-                 layers=tuple(layers) or None, hidden_layer=hidden_layer, options=options, vectors_path=vectors,
-                 force=force, say=lambda message: click.echo(message, err=True))
+    result = run(
+        settings_of(context),
+        kind,
+        model=model,
+        train=train,
+        dev=dev,
+        test=test,
+        annotation=annotation,
+        layers=tuple(layers) or None,
+        hidden_layer=hidden_layer,
+        options=options,
+        vectors_path=vectors,
+        force=force,
+        say=lambda message: click.echo(message, err=True),
+    )
     state = "already done" if result.state == "done" else "finished"
-    click.echo(f"probe {kind} ({model or 'no encoder'}): {state}; test {result.metric} {result.test_score:.1f} "
-               f"on {result.n_test_words} words, dev {result.dev_score:.1f} "
-               f"(probe run {result.probe_run_id}, MLflow run {result.mlflow_run_id})")
+    click.echo(
+        f"probe {kind} ({model or 'no encoder'}): {state}; test {result.metric} {result.test_score:.1f} "
+        f"on {result.n_test_words} words, dev {result.dev_score:.1f} "
+        f"(probe run {result.probe_run_id}, MLflow run {result.mlflow_run_id})"
+    )
     for reason, count in result.excluded.items():
         click.echo(f"  excluded {reason}: {count}", err=True)
 
@@ -546,11 +654,17 @@ def runs(context: click.Context, limit: int) -> None:
 
 @cli.command()
 @click.option("--model", default=DEFAULT_MODEL, show_default=True, help="the encoder to report on")
-@click.option("--compare-with", metavar="MODEL", help="a second encoder to compare head by head / layer by layer")
+@click.option(
+    "--compare-with",
+    metavar="MODEL",
+    help="a second encoder to compare head by head / layer by layer",
+)
 @click.option("--out", "out_dir", type=click.Path(), help="output folder [default: ./reports]")
 @click.pass_context
 @translate_errors
-def report(context: click.Context, model: str, compare_with: str | None, out_dir: str | None) -> None:
+def report(
+    context: click.Context, model: str, compare_with: str | None, out_dir: str | None
+) -> None:
     """Write a self-contained HTML report of every table and figure for MODEL.
 
     Sections whose analysis has not run say which command produces them. Figures are also
@@ -562,8 +676,12 @@ def report(context: click.Context, model: str, compare_with: str | None, out_dir
 
     from app.pipeline.report import build_report
 
-    result = build_report(settings_of(context), model=model, compare_with=compare_with,
-                          out_dir=Path(out_dir) if out_dir else None)
+    result = build_report(
+        settings_of(context),
+        model=model,
+        compare_with=compare_with,
+        out_dir=Path(out_dir) if out_dir else None,
+    )
     click.echo(f"report: {result.path} ({len(result.figures)} figures)")
     for missing in result.missing:
         click.echo(f"  not in the report: {missing}", err=True)

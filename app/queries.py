@@ -39,7 +39,6 @@ class Query:
     params: dict[str, str] = field(default_factory=dict)
     defaults: dict[str, Any] = field(default_factory=dict)
     columns: dict[str, str] = field(default_factory=dict)
-    extra_runs: tuple[str, ...] = ()
 
 
 def _literal(value: str) -> Any:

@@ -128,7 +128,7 @@ def reproduce(settings: Settings, *, quick: bool = False, dtype: str = "float32"
     steps.heading("Coreference heads (paper §4.3, Table 2)")
     for corpus in plan.coref_corpora:
         pipeline.ingest_corpus(settings, corpus)
-        steps.analyze(["coref"], model, corpus, ExtractConfig(overflow="truncate"))
+        steps.analyze(["coref"], model, corpus, ExtractConfig())
         steps.table(f"Table 2: antecedent selection on {corpus}", "table2_coref", model=model, corpus=corpus)
 
     steps.heading("Probing classifiers (paper §5, Table 3)")

@@ -128,8 +128,15 @@ def test_coref_through_the_pipeline_on_a_tiny_model(settings, tiny_bert: Path) -
     pipeline.ingest_model(settings, "tiny", str(tiny_bert))
     pipeline.ingest_corpus(settings, "story", fmt="corefud", path=str(STORY))
     (summary,) = pipeline.analyze(
-        settings, ["coref"], model="tiny", corpus="story", config=ExtractConfig(overflow="truncate")
+        settings, ["coref"], model="tiny", corpus="story", config=ExtractConfig()
     )
+    config = pipeline.run_query(
+        settings,
+        None,
+        sql="select config_json from runs where id = :r",
+        params={"r": summary.run_id},
+    )
+    assert '"overflow": "truncate"' in config["config_json"][0]  # documents are cut, never skipped
     assert summary.summary["mentions_scored"] == 3
     table = pipeline.run_query(settings, "table2_coref")
     assert set(table["mentions"]) == {3}
@@ -154,14 +161,19 @@ def test_gap_ingests_with_pronoun_mentions_and_baselines(settings) -> None:  # t
     result = pipeline.ingest_corpus(settings, "gap-validation")
     assert result.details["documents"] == 454  # one per row (shared/data/README.md section 5)
     counts = pipeline.run_query(
-        settings, None,
+        settings,
+        None,
         sql="select mention_type, count(*) as n from mentions group by mention_type order by mention_type",
     )
     stored = dict(zip(counts["mention_type"], counts["n"]))
     # Three mentions per row; those past or across the 128-piece cut are dropped and counted.
-    dropped = sum(n for reason, n in result.details["dropped"].items() if reason.startswith("mentions"))
+    dropped = sum(
+        n for reason, n in result.details["dropped"].items() if reason.startswith("mentions")
+    )
     assert stored["pronoun"] + stored["proper"] + dropped == 3 * 454
     assert stored["pronoun"] > 400 and stored["proper"] > 2 * 400
     # Rows whose pronoun refers to neither name have no antecedent and are not scored.
-    scored = pipeline.run_query(settings, None, sql="select count(distinct mention_id) as n from coref_baselines")
+    scored = pipeline.run_query(
+        settings, None, sql="select count(distinct mention_id) as n from coref_baselines"
+    )
     assert 0 < scored["n"][0] <= 187 + 205  # gold = A, gold = B

@@ -28,7 +28,6 @@ import torch
 from app.analysis.base import Analysis, AttentionBatch, LayerMaps, RowBuffer, Rows
 from app.types import CLS, SEP, WORD
 
-DIRECTIONS = ("d2h", "h2d", "h2d_col")
 OFFSETS = (-3, -2, -1, 1, 2, 3)
 
 

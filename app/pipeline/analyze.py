@@ -9,7 +9,7 @@ transaction, so an interrupted pass resumes exactly where it stopped.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -83,9 +83,17 @@ def analyze(
                     f"so the {name} analysis cannot run on it; ingest a checkpoint that has one "
                     "(e.g. a BertForMaskedLM directory) to use it"
                 )
+        # Documents are truncated to the budget, not skipped, for analyses that ask for it
+        # (coreference, like the paper); the overflow rule is part of each run's config.
+        configs = {
+            name: replace(config, overflow="truncate")
+            if ANALYSES[name].overflow == "truncate"
+            else config
+            for name in analyses
+        }
         summaries: dict[str, RunSummary] = {}
         for name in analyses:
-            handle = start_run(session, encoder, corpus_row, name, config, force=force)
+            handle = start_run(session, encoder, corpus_row, name, configs[name], force=force)
             summaries[name] = RunSummary(
                 handle.run.id,
                 name,
@@ -100,15 +108,16 @@ def analyze(
                 f"{summary.analysis}: run {summary.run_id} already finished for this model, corpus and "
                 "config (use --force to redo)"
             )
-    todo = [name for name in analyses if summaries[name].state != "done"]
-    forward = [name for name in todo if not ANALYSES[name].cls.needs_gradients]
-    gradients = [name for name in todo if ANALYSES[name].cls.needs_gradients]
-    for names, mode in ((forward, "forward"), (gradients, "gradients")):
-        if not names:
-            continue
+    # One pass per (forward or gradient mode, overflow rule): analyses in a pass share inputs.
+    passes: dict[tuple[str, str], list[str]] = {}
+    for name in analyses:
+        if summaries[name].state != "done":
+            mode = "gradients" if ANALYSES[name].cls.needs_gradients else "forward"
+            passes.setdefault((mode, configs[name].overflow), []).append(name)
+    for (mode, _overflow), names in passes.items():
         batch = [summaries[name] for name in names]
         try:
-            _run_pass(settings, db, target, config, batch, mode=mode, say=say)
+            _run_pass(settings, db, target, configs[names[0]], batch, mode=mode, say=say)
         except BaseException as error:
             _mark_failed(settings, db, batch, error)
             raise

@@ -18,8 +18,6 @@ from app.errors import AppError, RunNotFound
 from app.pipeline.common import open_db
 from app.store.db import session_scope
 
-Say = Callable[[str], None]
-
 
 @dataclass
 class ReportResult:
@@ -73,7 +71,7 @@ class _Builder:
 
 
 def build_report(settings: Settings, *, model: str, compare_with: str | None = None,
-                 out_dir: Path | None = None, min_arcs: int = 100, say: Say | None = None) -> ReportResult:
+                 out_dir: Path | None = None, min_arcs: int = 100) -> ReportResult:
     """Write `<out_dir>/<model>.html` (and its figures) from the database.
 
     `min_arcs`: relations with fewer arcs are left out of the syntax tables (the paper: 100).
@@ -81,7 +79,6 @@ def build_report(settings: Settings, *, model: str, compare_with: str | None = N
     from app.report import plots
     from app.report.html import render
 
-    say = say or (lambda message: None)
     builder = _Builder(settings, model)
     b = builder
 
