@@ -31,12 +31,23 @@ ensure_env() {
   fi
 }
 
+ensure_browser() {
+  # The explorer's tests drive Debian's headless Chromium (no browser download).
+  command -v chromium >/dev/null 2>&1 && return 0
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "installing Debian's chromium for the browser tests ..." >&2
+    apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+  else
+    echo "the browser tests need chromium: apt-get install chromium" >&2
+  fi
+}
+
 case "${1:-}" in
   reproduce)
     shift; ensure_env
     exec "$venv/bin/headlens" reproduce "$@" ;;
   test)
-    shift; ensure_env
+    shift; ensure_env; ensure_browser
     exec "$venv/bin/python" -m pytest "$@" ;;
   setup)
     ensure_env ;;
