@@ -1,14 +1,18 @@
 """The only writer of bulk rows: column arrays -> a model-defined table.
 
-On DuckDB the rows go through the native Arrow path (register an Arrow table, then
-`INSERT ... SELECT`), inside the caller's SQLAlchemy transaction: ~100x faster than ORM
-inserts (shared/STACK.md §2). Other backends get a Core executemany with the same result.
-Either way the statement is built from the models, so the schema is defined once.
+One entry point, one path per backend, all inside the caller's SQLAlchemy transaction:
+- DuckDB: the native Arrow path (register an Arrow table, then `INSERT ... SELECT`),
+  ~100x faster than ORM inserts (shared/STACK.md §2);
+- PostgreSQL: `COPY ... FROM STDIN (FORMAT csv)` through psycopg's copy API, fed by
+  Arrow's C++ CSV writer (no Python loop per row); sequence ids are drawn in one query;
+- anything else (SQLite): a Core executemany with the same result.
+Either way the column list comes from the models, so the schema is defined once.
 """
 
 from __future__ import annotations
 
 import contextlib
+import io
 import itertools
 from collections.abc import Mapping
 from typing import Any
@@ -90,6 +94,8 @@ def insert_rows(
                 raw.unregister(source_name)
             raise
         raw.unregister(source_name)
+    elif connection.dialect.name == "postgresql":
+        _copy_rows(connection, table_name, columns, sequence, n_rows)
     else:
         names = list(columns)
         # MaskedArray.tolist() turns masked entries into None.
@@ -99,3 +105,30 @@ def insert_rows(
         ]
         connection.execute(table.insert(), [dict(zip(names, row)) for row in zip(*values)])
     return n_rows
+
+
+def _copy_rows(
+    connection: Connection,
+    table_name: str,
+    columns: dict[str, Any],
+    sequence: Sequence | None,
+    n_rows: int,
+) -> None:
+    """PostgreSQL COPY in CSV: unquoted empty fields are NULL, quoted ones empty strings,
+    which is exactly how Arrow's CSV writer renders nulls and empty strings."""
+    import pyarrow.csv as arrow_csv
+
+    if sequence is not None:
+        ids = connection.exec_driver_sql(
+            f"SELECT nextval('{sequence.name}') FROM generate_series(1, {int(n_rows)})"
+        ).scalars()
+        columns = {"id": np.fromiter(ids, dtype=np.int64, count=n_rows), **columns}
+    sink = io.BytesIO()
+    arrow_csv.write_csv(
+        _as_arrow(columns), sink, arrow_csv.WriteOptions(include_header=False, batch_size=65536)
+    )
+    names = ", ".join(f'"{name}"' for name in columns)
+    raw = connection.connection.dbapi_connection
+    with raw.cursor() as cursor:  # type: ignore[union-attr]
+        with cursor.copy(f'COPY "{table_name}" ({names}) FROM STDIN (FORMAT csv)') as copy:
+            copy.write(sink.getbuffer())
