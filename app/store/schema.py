@@ -13,7 +13,9 @@ from __future__ import annotations
 from datetime import datetime
 
 from sqlalchemy import (
+    REAL,
     Boolean,
+    Column,
     DateTime,
     Double,
     Float,
@@ -25,6 +27,7 @@ from sqlalchemy import (
     Sequence,
     SmallInteger,
     String,
+    Table,
     Text,
     UniqueConstraint,
 )
@@ -227,34 +230,30 @@ class HeadMetric(Base):
     n: Mapped[int] = mapped_column(Integer)
 
 
-class HeadPrediction(Base):
-    """Per word and head: the word it attends to most, and how much goes to special tokens.
-
-    `predicted_index` excludes the word itself and special tokens (the paper's head-as-
-    parser rule); NULL when the segment has no other word. Accuracies are SQL joins of
-    this table with `dependencies`.
-    """
-
-    __tablename__ = "head_predictions"
-    __table_args__ = (
-        ForeignKeyConstraint(
-            ["segment_id", "word_index"], ["words.segment_id", "words.word_index"]
-        ),
-    )
-
-    run_id: Mapped[int] = mapped_column(
-        ForeignKey("runs.id"), primary_key=True, autoincrement=False
-    )
-    segment_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
-    word_index: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
-    layer: Mapped[int] = mapped_column(SmallInteger, primary_key=True, autoincrement=False)
-    head: Mapped[int] = mapped_column(SmallInteger, primary_key=True, autoincrement=False)
-    predicted_index: Mapped[int | None] = mapped_column(Integer)
-    weight: Mapped[float | None] = mapped_column(Float)
+# Per word and head: the word it attends to most, and how much goes to special tokens.
+# `predicted_index` excludes the word itself and special tokens (the paper's head-as-parser
+# rule); NULL when the segment has no other word. Accuracies are SQL joins of this table
+# with `dependencies`. The one table that grows with the corpus, so it is lean (migration
+# 0008): no primary key or foreign keys (on DuckDB each is an index that bulk inserts and
+# redo deletes pay for), SMALLINT word indices, REAL weights, and rows appended in
+# `append_order` so that zone maps prune and columns compress. A plain Table, not a mapped
+# class: the ORM needs a primary key, and only insert_rows and SQL touch these rows.
+head_predictions = Table(
+    "head_predictions",
+    Base.metadata,
+    Column("run_id", Integer, nullable=False),
+    Column("segment_id", Integer, nullable=False),
+    Column("word_index", SmallInteger, nullable=False),
+    Column("layer", SmallInteger, nullable=False),
+    Column("head", SmallInteger, nullable=False),
+    Column("predicted_index", SmallInteger),
+    Column("weight", REAL),
     # The other word that attends most to this one: the authors' code's "transpose" direction.
-    attended_by_index: Mapped[int | None] = mapped_column(Integer)
-    cls_weight: Mapped[float] = mapped_column(Float)
-    sep_weight: Mapped[float] = mapped_column(Float)
+    Column("attended_by_index", SmallInteger),
+    Column("cls_weight", REAL, nullable=False),
+    Column("sep_weight", REAL, nullable=False),
+    info={"append_order": ("segment_id", "word_index", "layer", "head")},
+)
 
 
 class RelationMap(Base):
@@ -463,3 +462,15 @@ class PaperProbe(Base):
     sort_order: Mapped[int] = mapped_column(Integer)
     paper_score: Mapped[float] = mapped_column(Double)
     paper_metric: Mapped[str] = mapped_column(String(10))
+
+
+class MlflowBacklog(Base):
+    """A database run (kind "analysis" or "probe", `ref_id` its id) whose MLflow run is not
+    complete, e.g. the tracking server was down: `headlens runs --relog` logs it again."""
+
+    __tablename__ = "mlflow_backlog"
+
+    kind: Mapped[str] = mapped_column(String(10), primary_key=True)
+    ref_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    error: Mapped[str | None] = mapped_column(Text)
+    since: Mapped[datetime] = mapped_column(DateTime)

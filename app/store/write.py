@@ -50,6 +50,21 @@ def _sequence_of(table_name: str) -> Sequence | None:
     return id_column.default if isinstance(id_column.default, Sequence) else None
 
 
+def _in_append_order(keys: tuple[str, ...], columns: dict[str, Any]) -> dict[str, Any]:
+    """Rows sorted by the table's `append_order` (schema.py), so that each batch lands
+    clustered: DuckDB's zone maps then prune and its columns compress (runs of equal
+    segment ids and word indices)."""
+    if not keys or not all(key in columns for key in keys):
+        return columns
+    order = np.lexsort([np.asarray(columns[key]) for key in reversed(keys)])
+    if np.all(order[1:] > order[:-1]):
+        return columns
+    return {
+        name: values[order] if isinstance(values, np.ndarray) else [values[i] for i in order]
+        for name, values in columns.items()
+    }
+
+
 def insert_rows(
     connection: Connection | Session,
     table_name: str,
@@ -75,6 +90,7 @@ def insert_rows(
     if unknown:
         raise KeyError(f"{table_name} has no column(s) {sorted(unknown)}")
     sequence = _sequence_of(table_name) if "id" not in columns else None
+    columns = _in_append_order(table.info.get("append_order", ()), columns)
 
     if connection.dialect.name == "duckdb":
         source_name = f"headlens_rows_{next(_names)}"
