@@ -58,6 +58,11 @@ def settings_of(context: click.Context) -> Settings:
     metavar="DIR",
     help="feature cache and unpacked models [env HEADLENS_CACHE; default ./cache]",
 )
+@click.option(
+    "--mlflow-uri",
+    metavar="URI",
+    help="MLflow tracking server, e.g. http://host:5000 [env MLFLOW_TRACKING_URI; default: the store in --mlruns]",
+)
 @click.pass_context
 def cli(
     context: click.Context,
@@ -65,6 +70,7 @@ def cli(
     data_dir: str | None,
     mlruns: str | None,
     cache_dir: str | None,
+    mlflow_uri: str | None,
 ) -> None:
     """headlens: what does each attention head of a Transformer encoder do?
 
@@ -80,7 +86,9 @@ def cli(
       headlens query surface_by_layer
     Or all of it: headlens reproduce
     """
-    context.obj = Settings.resolve(db=db, mlruns=mlruns, data_dir=data_dir, cache_dir=cache_dir)
+    context.obj = Settings.resolve(
+        db=db, mlruns=mlruns, data_dir=data_dir, cache_dir=cache_dir, mlflow_uri=mlflow_uri
+    )
 
 
 # ----------------------------------------------------------------------------- db
@@ -636,17 +644,37 @@ def probe(
 
 @cli.command()
 @click.option("--limit", type=int, default=30, show_default=True)
+@click.option(
+    "--relog",
+    is_flag=True,
+    help="log to MLflow the runs and probes it missed (tracking server was down), then list",
+)
 @click.pass_context
 @translate_errors
-def runs(context: click.Context, limit: int) -> None:
-    """List analysis runs: status, timings, segments, MLflow run id.
+def runs(context: click.Context, limit: int, relog: bool) -> None:
+    """List analysis runs: status, timings, segments, MLflow run id and whether MLflow has it.
 
     Example: headlens runs --limit 10
+    Example: headlens --mlflow-uri http://mlflow.lab:5000 runs --relog
     """
     from app.pipeline import run_query
     from app.report.tables import render
 
-    click.echo(render(run_query(settings_of(context), "runs", params={"limit": limit})))
+    settings = settings_of(context)
+    if relog:
+        from app.pipeline.relog import relog as relog_runs
+
+        done = relog_runs(settings)
+        for item in done:
+            click.echo(f"{item.kind} {item.ref_id}: {item.outcome}"
+                       + (f" (MLflow run {item.mlflow_run_id})" if item.mlflow_run_id else ""))
+        if not done:
+            click.echo("nothing to relog: MLflow has every run")
+    click.echo(render(run_query(settings, "runs", params={"limit": limit})))
+    pending = run_query(settings, None, sql="select count(*) as n from mlflow_backlog").iloc[0]["n"]
+    if pending and not relog:
+        click.echo(f"{pending} run(s) or probe(s) not logged to MLflow ({settings.mlflow_uri}): "
+                   "`headlens runs --relog` logs them")
 
 
 # ------------------------------------------------------------------------- report

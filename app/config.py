@@ -42,8 +42,9 @@ class Settings:
     """Where the database, the MLflow store, the data and the feature cache live.
 
     Resolution order for each: explicit argument, then environment variable
-    (HEADLENS_DB, HEADLENS_MLRUNS, HEADLENS_DATA, HEADLENS_CACHE), then a default in the
-    working directory. The data directory defaults to `../shared/data` beside the checkout,
+    (HEADLENS_DB, HEADLENS_MLRUNS, HEADLENS_DATA, HEADLENS_CACHE, MLFLOW_TRACKING_URI), then
+    a default in the working directory. A tracking URI (a team's `mlflow server`) replaces
+    the local MLflow store under `mlruns/`. The data directory defaults to `../shared/data` beside the checkout,
     where CI keeps the gold data.
     """
 
@@ -51,6 +52,9 @@ class Settings:
     mlruns_dir: Path
     data_dir: Path | None
     cache_dir: Path
+    # An MLflow tracking server (http://host:5000) or any MLflow store URI; None: the local
+    # SQLite store under mlruns_dir.
+    tracking_uri: str | None = None
 
     @classmethod
     def resolve(
@@ -60,6 +64,7 @@ class Settings:
         mlruns: str | Path | None = None,
         data_dir: str | Path | None = None,
         cache_dir: str | Path | None = None,
+        mlflow_uri: str | None = None,
     ) -> Settings:
         cwd = Path.cwd()
         db_value = db or os.environ.get("HEADLENS_DB") or str(cwd / DEFAULT_DB_FILE)
@@ -76,12 +81,20 @@ class Settings:
             mlruns_dir=Path(mlruns_value).expanduser().resolve(),
             data_dir=data_path,
             cache_dir=Path(cache_value).expanduser().resolve(),
+            tracking_uri=mlflow_uri or os.environ.get("MLFLOW_TRACKING_URI") or None,
         )
 
     @property
     def mlflow_uri(self) -> str:
+        if self.tracking_uri:
+            return self.tracking_uri
         # MLflow cannot use DuckDB as a backend; its recommended default is SQLite.
         return f"sqlite:///{self.mlruns_dir / 'mlflow.db'}"
+
+    @property
+    def mlflow_is_local(self) -> bool:
+        """The local store under mlruns/, whose artifacts headlens places itself."""
+        return not self.tracking_uri
 
     @property
     def mlflow_artifacts(self) -> Path:

@@ -4,18 +4,28 @@ The store lives under `mlruns/` (a SQLite backend, the one MLflow recommends; it
 use DuckDB) with artifacts beside it. One experiment per corpus, runs named
 `<analysis>:<model>`, so the UI compares models on the same data side by side. The database
 run id is an MLflow tag and the MLflow run id is stored on the database row.
+
+With `--mlflow-uri` (or MLFLOW_TRACKING_URI) the runs go to a tracking server instead, and
+the server places the artifacts. MLflow is the mirror, the database the record: when the
+server cannot be reached, the tracker says so once, stops calling it, and the pipeline keeps
+the run in `mlflow_backlog` for `headlens runs --relog`.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
+import os
 import re
-from collections.abc import Mapping
+import sys
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from app.config import Settings
+
+T = TypeVar("T")
 
 
 def metric_key(text: str) -> str:
@@ -29,25 +39,65 @@ def _quiet() -> None:
         logging.getLogger(name).setLevel(logging.WARNING)
 
 
+def _tolerant(method: Callable[..., T]) -> Callable[..., T | None]:
+    """Run an MLflow call unless the tracker has failed before; a failure is remembered
+    (and said once) instead of raised. Calls about no run (None) are skipped."""
+
+    @functools.wraps(method)
+    def wrapper(self: Tracker, *args: Any, **kwargs: Any) -> T | None:
+        if self.error is not None or (args and args[0] is None and method.__name__ != "start"):
+            return None
+        try:
+            return method(self, *args, **kwargs)
+        except Exception as error:  # noqa: BLE001 - any MLflow/HTTP failure: the DB run stands
+            self.error = f"{type(error).__name__}: {str(error).strip().splitlines()[0] if str(error).strip() else ''}"[:500]
+            print(
+                f"headlens: MLflow at {self.settings.mlflow_uri} failed ({self.error[:200]}); "
+                "the results are in the database: `headlens runs --relog` logs them to MLflow later",
+                file=sys.stderr,
+            )
+            return None
+
+    return wrapper
+
+
 class Tracker:
-    """A thin, explicit wrapper over MlflowClient (no global active-run state)."""
+    """A thin, explicit wrapper over MlflowClient (no global active-run state).
+
+    `error` is None while every call has succeeded; after a failure the tracker is inert.
+    """
 
     def __init__(self, settings: Settings):
+        self.settings = settings
+        self.error: str | None = None
+        if not settings.mlflow_is_local:
+            # A server that is down should cost seconds, not MLflow's default minutes of
+            # retries; a user's own settings win.
+            os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
+            os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")
+            os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "30")
         from mlflow.tracking import MlflowClient
 
         _quiet()  # after the import: mlflow sets its own log level when imported
 
-        settings.mlruns_dir.mkdir(parents=True, exist_ok=True)
-        self.settings = settings
+        if settings.mlflow_is_local:
+            settings.mlruns_dir.mkdir(parents=True, exist_ok=True)
         self.client = MlflowClient(tracking_uri=settings.mlflow_uri)
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
 
     def experiment_id(self, name: str) -> str:
         experiment = self.client.get_experiment_by_name(name)
         if experiment is not None:
             return experiment.experiment_id
+        if not self.settings.mlflow_is_local:  # the server's artifact root
+            return self.client.create_experiment(name)
         location = (self.settings.mlflow_artifacts / name).as_uri()
         return self.client.create_experiment(name, artifact_location=location)
 
+    @_tolerant
     def start(
         self, experiment: str, run_name: str, params: Mapping[str, Any], tags: Mapping[str, str]
     ) -> str:
@@ -57,9 +107,23 @@ class Tracker:
         self.log_params(run.info.run_id, params)
         return run.info.run_id
 
+    @_tolerant
+    def exists(self, run_id: str) -> bool:
+        from mlflow.exceptions import MlflowException
+
+        try:
+            self.client.get_run(run_id)
+        except MlflowException as error:
+            if "RESOURCE_DOES_NOT_EXIST" in str(error.error_code):
+                return False
+            raise
+        return True
+
+    @_tolerant
     def resume(self, run_id: str) -> None:
         self.client.update_run(run_id, status="RUNNING")
 
+    @_tolerant
     def log_params(self, run_id: str, params: Mapping[str, Any]) -> None:
         from mlflow.entities import Param
 
@@ -70,6 +134,7 @@ class Tracker:
         if fresh:
             self.client.log_batch(run_id, params=fresh)
 
+    @_tolerant
     def log_metrics(self, run_id: str, metrics: Mapping[str, float], step: int = 0) -> None:
         """One batch call (10x faster than one call per metric, shared/STACK.md §3)."""
         import time
@@ -85,13 +150,16 @@ class Tracker:
         if batch:
             self.client.log_batch(run_id, metrics=batch)
 
+    @_tolerant
     def set_tags(self, run_id: str, tags: Mapping[str, str]) -> None:
         from mlflow.entities import RunTag
 
         self.client.log_batch(run_id, tags=[RunTag(key, str(value)) for key, value in tags.items()])
 
+    @_tolerant
     def log_artifact(self, run_id: str, path: Path, artifact_path: str | None = None) -> None:
         self.client.log_artifact(run_id, str(path), artifact_path)
 
+    @_tolerant
     def finish(self, run_id: str, *, failed: bool = False) -> None:
         self.client.set_terminated(run_id, status="FAILED" if failed else "FINISHED")

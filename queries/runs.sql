@@ -12,6 +12,7 @@
 --   segments       segments analysed
 --   skipped        segments left out, by reason (JSON)
 --   mlflow_run_id  the MLflow run of the same analysis
+--   mlflow         logged, or pending: MLflow has not seen the whole run (server down, or still running); `headlens runs --relog` logs it
 with runs_ as (
     select * from runs
 ),
@@ -27,10 +28,12 @@ final as (
         round(cast(extract(epoch from runs_.finished_at - runs_.started_at) as numeric), 1) as seconds,
         runs_.n_segments as segments,
         runs_.skipped_json as skipped,
-        runs_.mlflow_run_id
+        runs_.mlflow_run_id,
+        case when mlflow_backlog.ref_id is null then 'logged' else 'pending' end as mlflow
     from runs_
     join encoders on encoders.id = runs_.encoder_id
     join corpora on corpora.id = runs_.corpus_id
+    left join mlflow_backlog on mlflow_backlog.kind = 'analysis' and mlflow_backlog.ref_id = runs_.id
 )
 
 select * from final order by run desc limit :limit

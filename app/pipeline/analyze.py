@@ -252,6 +252,16 @@ def _run_pass(
         metrics = {**summary.summary, "n_segments": len(encoded), "n_skipped": skipped.total}
         tracker.log_metrics(summary.mlflow_run_id, metrics)  # type: ignore[arg-type]
         tracker.finish(summary.mlflow_run_id)  # type: ignore[arg-type]
+    _settle_mlflow(db, summaries, tracker.error)
+
+
+def _settle_mlflow(db: Engine, summaries: list[RunSummary], error: str | None) -> None:
+    """Runs MLflow has seen in full leave the backlog; the others stay there, with why."""
+    from app.store.mlflow_backlog import settle
+
+    with session_scope(db) as session:
+        for summary in summaries:
+            settle(session, "analysis", summary.run_id, error)
 
 
 def _gradient_feed(engine, loaded, config: ExtractConfig):  # type: ignore[no-untyped-def]
@@ -286,8 +296,10 @@ def _open_mlflow_run(
     info,
 ) -> None:  # type: ignore[no-untyped-def]
     """Start (or resume) the MLflow run of an analysis and link it with the database run."""
+    from app.store.mlflow_backlog import pending
     from app.store.schema import Run
 
+    pending(session, "analysis", summary.run_id)
     if summary.mlflow_run_id is not None:
         tracker.resume(summary.mlflow_run_id)
         return

@@ -241,6 +241,7 @@ class _State:
 def _start(db: Engine, identity: dict[str, Any], force: bool) -> _State:
     from app.store.corpora import find_corpus, utcnow
     from app.store.encoders import find_encoder
+    from app.store.mlflow_backlog import pending
     from app.store.schema import ProbeRun
 
     config_hash = hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()[:16]
@@ -265,6 +266,7 @@ def _start(db: Engine, identity: dict[str, Any], force: bool) -> _State:
             session.add(row)
             session.flush()
         row.status, row.started_at, row.error, row.mlflow_run_id = "running", utcnow(), None, None
+        pending(session, "probe", row.id)
         return _State(ProbeResult(row.id, row.kind, identity["model"], "new", metric), False)
 
 
@@ -335,6 +337,10 @@ def _train_and_score(settings: Settings, db: Engine, kind: str, model: str | Non
     tracker.finish(result.mlflow_run_id)  # type: ignore[arg-type]
     _finish(db, result.probe_run_id, status="done", dev_score=dev_score, test_score=test_score,
             n_train_words=sizes["n_train_words"], n_test_words=n_test, best_epoch=best_epoch)
+    from app.store.mlflow_backlog import settle
+
+    with session_scope(db) as session:
+        settle(session, "probe", result.probe_run_id, tracker.error)
     result.dev_score, result.test_score, result.n_test_words = dev_score, test_score, n_test
     result.best_epoch, result.excluded = best_epoch, excluded
     return result
