@@ -18,7 +18,7 @@ from sqlalchemy import Engine
 from app.config import ExtractConfig, Settings
 from app.errors import AnalysisUnavailable, AppError, UnknownName
 from app.pipeline.common import open_db, progress_bar
-from app.store.db import session_scope
+from app.store.db import refresh_statistics, session_scope
 
 Say = Callable[[str], None]
 
@@ -253,6 +253,7 @@ def _run_pass(
         tracker.log_metrics(summary.mlflow_run_id, metrics)  # type: ignore[arg-type]
         tracker.finish(summary.mlflow_run_id)  # type: ignore[arg-type]
     _settle_mlflow(db, summaries, tracker.error)
+    refresh_statistics(db)
 
 
 def _settle_mlflow(db: Engine, summaries: list[RunSummary], error: str | None) -> None:

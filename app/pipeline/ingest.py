@@ -10,7 +10,7 @@ from typing import Any
 from app.config import DEFAULT_MODEL, Settings
 from app.errors import AppError, UnknownName
 from app.pipeline.common import open_db, progress_bar
-from app.store.db import session_scope
+from app.store.db import refresh_statistics, session_scope
 
 
 @dataclass
@@ -184,6 +184,8 @@ def ingest_corpus(
             "format": corpus.format,
             "dropped": json.loads(corpus.dropped_json),
         }
+    if stored.created:
+        refresh_statistics(engine)
     return IngestResult("corpus", name, stored.created, details)
 
 
@@ -228,6 +230,7 @@ def annotate(settings: Settings, corpus: str, *, name: str = "silver") -> Ingest
             relations=[arc.relation for arc in arcs],
             upos=[arc.upos for arc in arcs],
         )
+    refresh_statistics(engine)
     return IngestResult(
         "annotation", name, True, {"corpus": corpus, "arcs": len(arcs), "tool": parser_name(nlp)}
     )
