@@ -12,7 +12,7 @@ the pipeline does):
   redo s           a `--force` redo's delete of the run's rows (clear_results + COMMIT),
                    against the first write's time
 
-Usage: python bench/store.py [--segments 2000] [--words 20] [--no-postgres]
+Usage: python bench/store.py [--segments 2000] [--words 20] [--no-postgres] [--compare-revision 0006]
 """
 
 from __future__ import annotations
@@ -31,7 +31,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from sqlalchemy import text  # noqa: E402
 
-from app.pipeline.query import run_query  # noqa: E402
 from app.store.db import make_engine, refresh_statistics, session_scope, upgrade  # noqa: E402
 from app.store.runs import clear_results  # noqa: E402
 from app.store.write import insert_rows  # noqa: E402
@@ -99,8 +98,8 @@ def prediction_chunks(n_segments: int, n_words: int, seed: int = 0):  # type: ig
         yield {key: np.concatenate(parts) for key, parts in columns.items()}
 
 
-def measure(url: str, n_segments: int, n_words: int, *, file: Path | None) -> dict[str, float]:
-    upgrade(url)
+def measure(url: str, n_segments: int, n_words: int, *, file: Path | None, revision: str = "head") -> dict[str, float]:
+    upgrade(url, revision)
     run_id = build_corpus(url, n_segments, n_words)
     engine = make_engine(url)
     refresh_statistics(engine)  # what `ingest corpus` does
@@ -132,10 +131,11 @@ def measure(url: str, n_segments: int, n_words: int, *, file: Path | None) -> di
 
 
 def run_query_on(url: str, run_id: int) -> int:
-    from app.config import Settings
+    from app import queries
 
-    settings = Settings(db_url=url, mlruns_dir=Path(tempfile.gettempdir()), data_dir=None, cache_dir=Path("."))
-    return len(run_query(settings, "table1_relations", params={"run_id": run_id, "min_arcs": 1}))
+    query = queries.load("table1_relations")
+    params = {**query.defaults, "run_id": run_id, "min_arcs": 1}
+    return len(queries.execute(make_engine(url), query.sql, params))
 
 
 def _size(file: Path | None, engine) -> int | None:  # type: ignore[no-untyped-def]
@@ -151,11 +151,17 @@ def main() -> None:
     parser.add_argument("--segments", type=int, default=2000)
     parser.add_argument("--words", type=int, default=20)
     parser.add_argument("--no-postgres", action="store_true")
+    parser.add_argument("--compare-revision", metavar="REV",
+                        help="also measure DuckDB at this older schema revision (e.g. 0006: keyed predictions)")
     args = parser.parse_args()
     results = {}
     with tempfile.TemporaryDirectory() as scratch:
         file = Path(scratch) / "bench.duckdb"
         results["duckdb (Arrow)"] = measure(f"duckdb:///{file}", args.segments, args.words, file=file)
+        if args.compare_revision:
+            old = Path(scratch) / "old.duckdb"
+            results[f"duckdb at {args.compare_revision}"] = measure(
+                f"duckdb:///{old}", args.segments, args.words, file=old, revision=args.compare_revision)
         if not args.no_postgres:
             sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
             from tests.postgres import PostgresServer
