@@ -751,6 +751,9 @@ def mlflow_ui(context: click.Context, port: int) -> None:
     import subprocess
 
     settings = settings_of(context)
+    if not settings.mlflow_is_local:  # a team's tracking server serves its own UI
+        click.echo(f"the runs are on the MLflow server {settings.mlflow_uri}: open it in a browser")
+        return
     settings.mlruns_dir.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
     command = [

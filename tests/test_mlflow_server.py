@@ -160,3 +160,13 @@ def test_a_server_dying_mid_run_leaves_the_run_recorded_and_relog_completes_it(
     assert (done.outcome, done.mlflow_run_id) == ("logged", surface.mlflow_run_id)  # completed in place
     assert client.get_run(surface.mlflow_run_id).info.status == "FINISHED"
     assert relog(settings) == []
+
+
+def test_the_tracking_uri_comes_from_the_option_then_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    local = Settings.resolve(db="x.duckdb", mlruns="/tmp/m")
+    assert local.mlflow_is_local and local.mlflow_uri == "sqlite:////tmp/m/mlflow.db"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://env:5000")
+    assert Settings.resolve(db="x.duckdb").mlflow_uri == "http://env:5000"
+    chosen = Settings.resolve(db="x.duckdb", mlflow_uri="http://option:5000")
+    assert chosen.mlflow_uri == "http://option:5000" and not chosen.mlflow_is_local

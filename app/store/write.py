@@ -132,7 +132,7 @@ def _copy_rows(
 ) -> None:
     """PostgreSQL COPY in CSV: unquoted empty fields are NULL, quoted ones empty strings,
     which is exactly how Arrow's CSV writer renders nulls and empty strings."""
-    import pyarrow.csv as arrow_csv
+    import pyarrow.csv as arrow_csv  # type: ignore[import-untyped]
 
     if sequence is not None:
         ids = connection.exec_driver_sql(
