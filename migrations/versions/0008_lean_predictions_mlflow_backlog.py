@@ -9,7 +9,7 @@ DELETE is a scan. Word indices become SMALLINT (a segment has at most a few hund
 words) and the weights REAL everywhere (they already were float4 on DuckDB; PostgreSQL's
 FLOAT was float8). The only writer (app/store/write.py) and run_id values from `runs`
 keep the rows consistent. DuckDB cannot drop or change a key in place, so the table is
-copied and swapped; the views over it are rebuilt around the swap.
+copied and swapped; the views over it (read from the catalogue) are rebuilt around the swap.
 
 `mlflow_backlog` lists database runs (analyses and probes) whose MLflow run is not
 complete, e.g. because the tracking server was down: `headlens runs` flags them and
@@ -23,6 +23,8 @@ Create Date: 2026-12-01
 """
 
 from __future__ import annotations
+
+import re
 
 import sqlalchemy as sa
 from alembic import op
@@ -39,10 +41,33 @@ COLUMNS = (
 )
 
 
-def _views() -> tuple[str, str]:
-    """arc_hits and arc_scores as revision 0002 defines them (one definition of each)."""
-    module = op.get_context().script.get_revision("0002").module  # type: ignore[union-attr]
-    return module.ARC_HITS, module.ARC_SCORES
+# Every view of the schema with its CREATE statement, oldest first. Dialect-specific
+# catalogue reads, so that the swap keeps whatever views exist now (other revisions may
+# have redefined arc_hits or added views over head_predictions).
+VIEW_CATALOGUE = {
+    "duckdb": "SELECT view_name, sql FROM duckdb_views() "
+              "WHERE NOT internal AND schema_name = current_schema() ORDER BY view_oid",
+    "sqlite": "SELECT name, sql FROM sqlite_master WHERE type = 'view' ORDER BY rowid",
+    "postgresql": "SELECT c.relname, 'CREATE VIEW ' || quote_ident(c.relname) || ' AS ' || "
+                  "pg_get_viewdef(c.oid) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+                  "WHERE c.relkind = 'v' AND n.nspname = current_schema() ORDER BY c.oid",
+}
+
+
+def _views_over_predictions() -> list[tuple[str, str]]:
+    """(name, CREATE statement) of the views that read head_predictions, directly or
+    through other views, in creation order."""
+    bind = op.get_bind()
+    views = [(name, sql) for name, sql in bind.exec_driver_sql(VIEW_CATALOGUE[bind.dialect.name])]
+    reads = {"head_predictions"}
+    changed = True
+    while changed:
+        changed = False
+        for name, sql in views:
+            if name not in reads and any(re.search(rf"\b{read}\b", sql) for read in reads):
+                reads.add(name)
+                changed = True
+    return [(name, sql) for name, sql in views if name in reads]
 
 
 def _swap(columns: list[sa.Column], constraints: list[sa.Constraint]) -> None:
@@ -51,9 +76,9 @@ def _swap(columns: list[sa.Column], constraints: list[sa.Constraint]) -> None:
     The table that holds foreign keys is always created under its final name: DuckDB's
     RENAME does not update the referenced tables' record of who references them.
     """
-    arc_hits, arc_scores = _views()
-    op.execute("DROP VIEW arc_scores")
-    op.execute("DROP VIEW arc_hits")
+    views = _views_over_predictions()
+    for name, _ in reversed(views):
+        op.execute(f"DROP VIEW {name}")
     if constraints:  # the keyless table can be renamed away first
         op.rename_table("head_predictions", "head_predictions_swap")
         source, target = "head_predictions_swap", "head_predictions"
@@ -64,8 +89,8 @@ def _swap(columns: list[sa.Column], constraints: list[sa.Constraint]) -> None:
     op.drop_table(source)
     if target != "head_predictions":
         op.rename_table(target, "head_predictions")
-    op.execute(arc_hits)
-    op.execute(arc_scores)
+    for _, create in views:
+        op.execute(create)
 
 
 def upgrade() -> None:
