@@ -27,7 +27,14 @@ OnUnaligned = Literal["error", "skip"]
 
 
 def normalize_db_url(value: str) -> str:
-    """Accept a SQLAlchemy URL, or a bare file path meaning a DuckDB file."""
+    """Accept a SQLAlchemy URL, or a bare file path meaning a DuckDB file.
+
+    A plain `postgresql://` (or libpq's `postgres://`) URL gets the psycopg 3 driver, the
+    one installed; SQLAlchemy's default for it would be psycopg2.
+    """
+    for plain in ("postgresql://", "postgres://"):
+        if value.startswith(plain):
+            return "postgresql+psycopg://" + value.removeprefix(plain)
     if "://" in value:
         return value
     return f"duckdb:///{Path(value).expanduser().resolve()}"

@@ -67,3 +67,11 @@ def test_an_unreachable_postgres_names_host_port_database_and_the_fix() -> None:
     assert "127.0.0.1" in message and "9" in message and "results" in message
     assert "secret" not in message and "\n" not in message
     assert "HEADLENS_DB" in message
+
+
+def test_a_plain_postgres_url_gets_the_installed_driver() -> None:
+    from app.config import normalize_db_url
+
+    assert normalize_db_url("postgresql://u@h:5432/db") == "postgresql+psycopg://u@h:5432/db"
+    assert normalize_db_url("postgres://u@h/db") == "postgresql+psycopg://u@h/db"
+    assert normalize_db_url("postgresql+psycopg://u@h/db") == "postgresql+psycopg://u@h/db"
