@@ -139,7 +139,7 @@ def read_corpus(
             hint="or give a file: headlens ingest corpus NAME --format FMT --path FILE",
         )
     dataset = known[source]
-    paths = datasets.locate(source, settings.data_dir)
+    paths = datasets.ensure(source, settings.data_dir)  # fetched here if missing
     if dataset.kind == "coreference" or coreference:
         return _read_coreference(
             settings,
