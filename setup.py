@@ -18,6 +18,7 @@ setup(
     package_dir=RESOURCES,
     package_data={
         "app": ["data/*"],
+        "app.report": ["*.html"],  # the explorer's page template
         "app._resources.queries": ["*.sql"],
         "app._resources.migrations": ["script.py.mako"],
     },

@@ -693,6 +693,60 @@ def report(
         click.echo(f"  not in the report: {missing}", err=True)
 
 
+@cli.command()
+@click.option("--model", default=DEFAULT_MODEL, show_default=True, help="the encoder to explore")
+@click.option("--corpus", required=True, help="the corpus of the example sentences")
+@click.option(
+    "--compare-with",
+    metavar="MODEL",
+    help="a second encoder, shown side by side on the same sentence",
+)
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False),
+    help="the HTML file [default: ./reports/MODEL-CORPUS-explorer.html]",
+)
+@click.option("--open", "open_page", is_flag=True, help="open the page in a web browser")
+@click.option(
+    "--min-arcs",
+    type=int,
+    default=100,
+    show_default=True,
+    help="relations with fewer arcs are left out (the paper's 100)",
+)
+@click.pass_context
+@translate_errors
+def explore(
+    context: click.Context,
+    model: str,
+    corpus: str,
+    compare_with: str | None,
+    out: str | None,
+    open_page: bool,
+    min_arcs: int,
+) -> None:
+    """Write the attention explorer: a self-contained HTML page (no server, no CDN).
+
+    Pick a sentence, a layer and a head, and see the word-to-word attention as lines or a
+    matrix, with the head's surface statistics and the relations it is best at; pick a
+    relation to highlight its best heads on the layer x head grid; show two encoders side
+    by side. Needs an examples run on CORPUS (and uses the surface and syntax runs).
+
+    \b
+    Example:
+      headlens analyze syntax examples --model minilm --corpus ud-ewt-dev
+      headlens explore --model minilm --corpus ud-ewt-dev --compare-with minilm-random --open
+    """
+    path = lab_of(context).explore(
+        model, corpus=corpus, compare_with=compare_with, out=out, min_arcs=min_arcs
+    )
+    click.echo(f"explorer: {path}")
+    if open_page:
+        import webbrowser
+
+        webbrowser.open(path.as_uri())
+
+
 # ---------------------------------------------------------------------- reproduce
 
 

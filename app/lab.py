@@ -123,7 +123,7 @@ class Lab:
         file (`path` + `format`). The same content again is a no-op.
 
         >>> lab.ingest_corpus("sentences", path=sentences, format="conllu").details["words"]
-        44
+        46
         """
         from app.pipeline import ingest_corpus
 
@@ -246,7 +246,7 @@ class Lab:
         """Analysis runs, newest first: status, timings, segments, MLflow run ids.
 
         >>> sorted(lab.runs()["analysis"])
-        ['surface', 'syntax']
+        ['examples', 'surface', 'syntax']
         """
         return self.query("runs", limit=limit)
 
@@ -292,12 +292,14 @@ class Lab:
         corpus: str,
         compare_with: str | None = None,
         out: str | Path | None = None,
+        min_arcs: int = 100,
     ) -> Path:
         """Write the attention explorer: one self-contained HTML page (no server, no CDN)
         with the example sentences' maps, every head's metrics and relation scores.
+        Relations with fewer than `min_arcs` arcs are left out (the paper's 100).
 
-        >>> lab.explore("tiny", corpus="sentences", out=tmp / "explore.html").suffix
-        '.html'
+        >>> lab.explore("tiny", corpus="sentences", out=tmp / "explore.html", min_arcs=1).name
+        'explore.html'
         """
         from app.report.explorer import build_explorer
 
@@ -307,4 +309,5 @@ class Lab:
             corpus=corpus,
             compare_with=compare_with,
             out=None if out is None else Path(out),
+            min_arcs=min_arcs,
         )
