@@ -120,12 +120,8 @@ def db_current(context: click.Context) -> None:
 
     Example: headlens db current
     """
-    from app.store.db import current_revision, head_revision, make_engine
-
-    settings = settings_of(context)
-    click.echo(
-        f"database: {current_revision(make_engine(settings.db_url)) or 'empty'}; code: {head_revision()}"
-    )
+    current, head = lab_of(context).revision()
+    click.echo(f"database: {current or 'empty'}; code: {head}")
 
 
 # ------------------------------------------------------------------------- ingest
@@ -316,19 +312,10 @@ def datasets_list(context: click.Context) -> None:
 
     Example: headlens --data-dir ../shared/data datasets list
     """
-    from app.ingest import datasets as registry
-
-    settings = settings_of(context)
-    for name, dataset in registry.registry().items():
-        try:
-            registry.locate(name, settings.data_dir)
-            state = "ok"
-        except AppError:
-            state = "missing"
-        click.echo(f"{name:22} {state:8} {len(dataset.files):4} file(s)  {dataset.description}")
-    click.echo(
-        f"data directory: {settings.data_dir or '(none: pass --data-dir or set HEADLENS_DATA)'}"
-    )
+    lab = lab_of(context)
+    for row in lab.datasets().itertuples():
+        click.echo(f"{row.name:22} {row.state:8} {row.files:4} file(s)  {row.description}")
+    click.echo(f"data directory: {lab.settings.data_dir}")
 
 
 @datasets.command("fetch")

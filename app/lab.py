@@ -13,6 +13,9 @@ A session on a tiny random BERT (the test suite runs this example; `tiny_model`,
 >>> lab = Lab(db=tmp / "lab.duckdb", data_dir=tmp / "data", mlruns=tmp / "mlruns",
 ...           cache_dir=tmp / "cache")
 >>> _ = lab.upgrade()                       # create the schema (Alembic), once per database
+>>> current, head = lab.revision()
+>>> current == head
+True
 >>> lab.ingest_model("tiny", path=tiny_model).details["heads"]
 4
 >>> lab.ingest_corpus("sentences", path=sentences, format="conllu").details["segments"]
@@ -91,6 +94,12 @@ class Lab:
 
         return upgrade(self.settings.db_url, revision)
 
+    def revision(self) -> tuple[str | None, str]:
+        """(the database's schema revision or None when empty, the code's head revision)."""
+        from app.store.db import current_revision, head_revision, make_engine
+
+        return current_revision(make_engine(self.settings.db_url)), head_revision()
+
     # ------------------------------------------------------------------ ingest
 
     def ingest_model(
@@ -140,6 +149,27 @@ class Lab:
         from app.pipeline import annotate
 
         return annotate(self.settings, corpus, name=name)
+
+    def datasets(self) -> pd.DataFrame:
+        """The named datasets: whether each is in the data directory (and verified).
+
+        >>> lab.datasets().set_index("name").loc["ud-ewt-dev", "state"]
+        'missing'
+        """
+        import pandas as pd
+
+        from app.errors import AppError
+        from app.ingest import datasets as registry
+
+        rows = []
+        for name, dataset in registry.registry().items():
+            try:
+                registry.locate(name, self.settings.data_dir)
+                state = "ok"
+            except AppError:
+                state = "missing"
+            rows.append((name, state, len(dataset.files), dataset.description))
+        return pd.DataFrame(rows, columns=["name", "state", "files", "description"])
 
     def fetch(self, dataset: str) -> list[Path]:
         """Download the missing files of a named dataset into the data directory, verified."""

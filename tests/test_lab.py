@@ -57,8 +57,10 @@ def test_docstring_examples_run_on_the_tiny_model(prepared, tiny_bert: Path, tmp
 
 
 def test_import_app_is_light_and_lab_is_lazy() -> None:
+    # `headlens --help` imports app.cli: neither it nor `import app` may load the Lab or
+    # anything heavy; `app.Lab` loads on first use.
     code = (
-        "import sys, app; before = 'app.lab' in sys.modules; lab = app.Lab; "
+        "import sys, app, app.cli; before = 'app.lab' in sys.modules; lab = app.Lab; "
         "heavy = [m for m in ('torch', 'transformers', 'mlflow', 'pandas') if m in sys.modules]; "
         "print(before, lab.__module__, heavy)"
     )

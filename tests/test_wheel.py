@@ -70,8 +70,12 @@ def test_the_wheel_runs_a_session_outside_the_repository(tmp_path: Path, tiny_be
     assert "added" in run([*base, "ingest", "model", "tiny", "--path", str(tiny_bert)], work, env)
     ingest = [*base, "ingest", "corpus", "sentences", "--format", "conllu", "--path", "sentences.conllu"]
     assert "added (documents=" in run(ingest, work, env)
-    analyzed = run([*base, "analyze", "surface", "--model", "tiny", "--corpus", "sentences"], work, env)
+    analyzed = run([*base, "analyze", "surface", "examples", "--model", "tiny", "--corpus", "sentences"], work, env)
     assert "surface: run 1 finished (4 segments" in analyzed
     table = run([*base, "query", "surface_by_layer", "--format", "csv"], work, env).splitlines()
     assert table[0].startswith("layer,attn_prev,") and [row.split(",")[0] for row in table[1:]] == ["1", "2"]
     assert (work / "results.duckdb").is_file() and not (REPO_ROOT / "results.duckdb").exists()
+    # The explorer's page template is package data too.
+    explored = run([*base, "explore", "--model", "tiny", "--corpus", "sentences", "--out", "page.html"], work, env)
+    assert explored.strip() == f"explorer: {work / 'page.html'}"
+    assert '"tiny":{"n_layers":2,"n_heads":4' in (work / "page.html").read_text()
