@@ -141,7 +141,7 @@ class Lab:
             name,
             fmt=format,
             path=None if path is None else str(path),
-            options=options.as_dict(),
+            options=options,
         )
 
     def annotate(self, corpus: str, *, name: str = "silver") -> IngestResult:

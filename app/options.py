@@ -7,7 +7,6 @@ them on, so a notebook and a shell run the same thing with the same defaults. (A
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -42,9 +41,16 @@ class CorpusOptions:
     # Whose tokenizer measures the budget: the default encoder's, so budgets match it.
     tokenizer: str = DEFAULT_MODEL
 
-    def as_dict(self) -> dict[str, Any]:
-        """The pipeline's keyword form (app.pipeline.ingest.read_corpus)."""
-        return dataclasses.asdict(self)
+    @classmethod
+    def of(cls, value: CorpusOptions | dict[str, Any] | None) -> CorpusOptions:
+        """Options as given: a CorpusOptions, a dict of some of its fields, or None.
+
+        >>> CorpusOptions.of({"source": "wiki-segments", "n_segments": 40}).max_tokens
+        128
+        """
+        if isinstance(value, cls):
+            return value
+        return cls(**(value or {}))
 
 
 @dataclass(frozen=True)
