@@ -17,12 +17,14 @@ import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import cache
+from importlib import resources
 from pathlib import Path
 from typing import IO
 
 from app.errors import CorpusFormatError, DatasetError, UnknownName
 
-REGISTRY_FILE = Path(__file__).resolve().parents[1] / "data" / "datasets.json"
+# Package data (app/data/), found the same way in a checkout and in an installed wheel.
+REGISTRY_FILE = resources.files("app") / "data" / "datasets.json"
 
 
 @dataclass(frozen=True)
@@ -44,7 +46,7 @@ class Dataset:
 
 @cache
 def registry() -> dict[str, Dataset]:
-    raw = json.loads(REGISTRY_FILE.read_text())
+    raw = json.loads(REGISTRY_FILE.read_text(encoding="utf-8"))
     return {
         name: Dataset(
             name=name,
