@@ -102,6 +102,11 @@ def test_clicking_a_head_draws_its_attention_and_shows_its_metrics(lab, page) ->
     assert shown == f"{float(entropy.iloc[0]):.3f}"
     assert page.locator("#panel-a td[data-metric]").count() == surface["metric"].nunique()
 
+    # Hovering the third word leaves only its own lines in focus.
+    page.hover("#panel-a text.token-left[data-q='2']")
+    own = sum(1 for q, w in zip(rows["query_unit"], weights) if q == 2 and w >= LINE_MIN)
+    assert page.locator("#panel-a svg.attention.focused line.focus").count() == own > 0
+
     page.select_option("#view", "matrix")
     n = len(tokens)
     assert page.locator("#panel-a svg.attention rect.weight").count() == n * n
