@@ -173,10 +173,11 @@ class Lab:
 
     def fetch(self, dataset: str) -> list[Path]:
         """Download the missing files of a named dataset into the data directory, verified."""
+        from app.errors import DatasetError
         from app.ingest.datasets import fetch
 
-        if self.settings.data_dir is None:  # pragma: no cover - resolve() always sets one
-            raise ValueError("no data directory")
+        if self.settings.data_dir is None:  # Settings built by hand; resolve() always sets one
+            raise DatasetError("no data directory: pass --data-dir DIR or set HEADLENS_DATA")
         return fetch(dataset, self.settings.data_dir)
 
     # ----------------------------------------------------------------- analyze
