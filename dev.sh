@@ -8,6 +8,12 @@ set -euo pipefail
 cd "$(dirname "$0")"
 
 venv="${HEADLENS_VENV:-.venv}"
+# The gold data of this project's machines and CI sit beside the checkout; an installed
+# headlens defaults to the user's data directory instead (see README "Data that finds itself").
+if [ -z "${HEADLENS_DATA:-}" ] && [ -d ../shared/data ]; then
+  HEADLENS_DATA="$(cd ../shared/data && pwd)"
+  export HEADLENS_DATA
+fi
 python="${PYTHON:-}"
 if [ -z "$python" ]; then
   for candidate in python3.11 python3; do

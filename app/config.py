@@ -40,8 +40,11 @@ def normalize_db_url(value: str) -> str:
     return f"duckdb:///{Path(value).expanduser().resolve()}"
 
 
-def _first_existing(candidates: list[Path]) -> Path | None:
-    return next((path for path in candidates if path.is_dir()), None)
+def default_data_dir() -> Path:
+    """The user's data directory for headlens (platformdirs), where datasets are kept."""
+    from platformdirs import user_data_dir
+
+    return Path(user_data_dir("headlens", appauthor=False))
 
 
 @dataclass(frozen=True)
@@ -49,10 +52,13 @@ class Settings:
     """Where the database, the MLflow store, the data and the feature cache live.
 
     Resolution order for each: explicit argument, then environment variable
-    (HEADLENS_DB, HEADLENS_MLRUNS, HEADLENS_DATA, HEADLENS_CACHE, MLFLOW_TRACKING_URI), then
-    a default in the working directory. A tracking URI (a team's `mlflow server`) replaces
-    the local MLflow store under `mlruns/`. The data directory defaults to `../shared/data` beside the checkout,
-    where CI keeps the gold data.
+    (HEADLENS_DB, HEADLENS_MLRUNS, HEADLENS_DATA, HEADLENS_CACHE, MLFLOW_TRACKING_URI), then a
+    default. The database, MLflow store and cache default to the working directory (they are
+    this project's results); a tracking URI (a team's `mlflow server`) replaces the local
+    MLflow store under `mlruns/`. The gold data defaults to the user's data directory
+    (platformdirs: e.g. ~/.local/share/headlens), so an installed headlens finds and keeps
+    downloaded datasets in one place wherever it runs. `./dev.sh` points HEADLENS_DATA at
+    `../shared/data`, where CI keeps the gold data.
     """
 
     db_url: str
@@ -78,11 +84,7 @@ class Settings:
         mlruns_value = mlruns or os.environ.get("HEADLENS_MLRUNS") or cwd / "mlruns"
         cache_value = cache_dir or os.environ.get("HEADLENS_CACHE") or cwd / "cache"
         data_value = data_dir or os.environ.get("HEADLENS_DATA")
-        data_path = (
-            Path(data_value).expanduser().resolve()
-            if data_value
-            else _first_existing([REPO_ROOT.parent / "shared" / "data", cwd / "data"])
-        )
+        data_path = Path(data_value or default_data_dir()).expanduser().resolve()
         return cls(
             db_url=normalize_db_url(db_value),
             mlruns_dir=Path(mlruns_value).expanduser().resolve(),

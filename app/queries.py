@@ -23,10 +23,10 @@ from typing import Any
 
 from sqlalchemy import Engine, text
 
-from app.config import REPO_ROOT
+from app._resources import folder
 from app.errors import QueryError, UnknownName
 
-QUERIES_DIR = REPO_ROOT / "queries"
+QUERIES_DIR = folder("queries")
 _ITEM = re.compile(r"^--\s{2,}(\w+)(?:\s*=\s*(\S+))?\s*(.*)$")
 
 

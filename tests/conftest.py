@@ -5,6 +5,7 @@ Nothing is loaded at import time; the packaged MiniLM is used only by tests mark
 
 from __future__ import annotations
 
+import os
 import shutil
 import warnings
 from collections.abc import Iterator
@@ -18,6 +19,9 @@ from tests.postgres import PostgresServer
 warnings.filterwarnings("ignore", message=".*duckdb-engine doesn't yet support reflection.*")
 
 SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
+if SHARED_DATA.is_dir():
+    # What ./dev.sh sets, so a bare `pytest` finds the gold data the same way.
+    os.environ.setdefault("HEADLENS_DATA", str(SHARED_DATA))
 TOKENIZER_FILES = (
     "vocab.txt",
     "tokenizer.json",

@@ -45,7 +45,11 @@ def test_report_has_every_section_and_figure(populated, tmp_path: Path) -> None:
     assert set(parser.images) == EXPECTED_FIGURES
     assert all(png.startswith(b"\x89PNG\r\n\x1a\n") for png in parser.images.values())
     assert len(parser.headings) == 8 and any("Table 1" in h for h in parser.headings)
-    assert {p.name for p in result.figures} == {f"tiny-{name}" for name in EXPECTED_FIGURES}
+    svgs = {name.replace(".png", ".svg") for name in EXPECTED_FIGURES}
+    assert {p.name for p in result.figures} == {f"tiny-{name}" for name in EXPECTED_FIGURES | svgs}
+    for name in svgs:  # the same figures as vector graphics
+        assert (tmp_path / f"tiny-{name}").read_text().lstrip().startswith("<?xml")
+        assert "<svg" in (tmp_path / f"tiny-{name}").read_text()
     html = result.path.read_text()
     assert "headlens query table1_relations" in html and "headlens query table2_coref" in html
     assert re.search(r"<td class=\"text\">det</td>", html)

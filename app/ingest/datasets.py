@@ -3,8 +3,9 @@
 The registry (app/data/datasets.json) lists every file of every dataset with its upstream
 URL and the SHA-256 of its content. Locally a file may sit plain or gzipped (`.gz`,
 checked on its decompressed content) under the data directory (--data-dir /
-HEADLENS_DATA, by default ../shared/data beside the checkout). `fetch` downloads what is
-missing where a network exists, verifying before it keeps anything.
+HEADLENS_DATA, by default the user's data directory). `fetch` downloads what is missing
+where a network exists, verifying before it keeps anything; `ensure` (what ingestion
+calls) fetches missing files, or says exactly which files to put where when it cannot.
 """
 
 from __future__ import annotations
@@ -16,12 +17,14 @@ import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import cache
+from importlib import resources
 from pathlib import Path
 from typing import IO
 
 from app.errors import CorpusFormatError, DatasetError, UnknownName
 
-REGISTRY_FILE = Path(__file__).resolve().parents[1] / "data" / "datasets.json"
+# Package data (app/data/), found the same way in a checkout and in an installed wheel.
+REGISTRY_FILE = resources.files("app") / "data" / "datasets.json"
 
 
 @dataclass(frozen=True)
@@ -43,7 +46,7 @@ class Dataset:
 
 @cache
 def registry() -> dict[str, Dataset]:
-    raw = json.loads(REGISTRY_FILE.read_text())
+    raw = json.loads(REGISTRY_FILE.read_text(encoding="utf-8"))
     return {
         name: Dataset(
             name=name,
@@ -129,6 +132,29 @@ def locate(
     return paths
 
 
+class DownloadFailed(DatasetError):
+    """The upstream file could not be downloaded (no network, server error)."""
+
+
+def _download(url: str, partial: Path, timeout: float) -> None:
+    """Stream `url` into `partial` with a byte progress bar (on a terminal only)."""
+    from tqdm.auto import tqdm
+
+    with urllib.request.urlopen(url, timeout=timeout) as response, partial.open("wb") as out:
+        size = response.headers.get("Content-Length")
+        with tqdm(
+            total=int(size) if size else None,
+            desc=partial.name.removesuffix(".part"),
+            unit="B",
+            unit_scale=True,
+            disable=None,
+            leave=False,
+        ) as progress:
+            for block in iter(lambda: response.read(1 << 20), b""):
+                out.write(block)
+                progress.update(len(block))
+
+
 def fetch(
     name: str, data_dir: Path, *, datasets: dict[str, Dataset] | None = None, timeout: float = 60.0
 ) -> list[Path]:
@@ -141,15 +167,12 @@ def fetch(
         target.parent.mkdir(parents=True, exist_ok=True)
         partial = target.with_name(target.name + ".part")
         try:
-            with (
-                urllib.request.urlopen(file.url, timeout=timeout) as response,
-                partial.open("wb") as out,
-            ):
-                for block in iter(lambda: response.read(1 << 20), b""):
-                    out.write(block)
+            _download(file.url, partial, timeout)
         except OSError as error:
             partial.unlink(missing_ok=True)
-            raise DatasetError(f"dataset {name!r}: cannot download {file.url}: {error}") from error
+            raise DownloadFailed(
+                f"dataset {name!r}: cannot download {file.url}: {error}"
+            ) from error
         actual = content_sha256(partial)
         if actual != file.sha256:
             partial.unlink()
@@ -158,4 +181,36 @@ def fetch(
                 f"{file.sha256[:12]}...; nothing was kept"
             )
         partial.rename(target)
+    return locate(name, data_dir, datasets=datasets)
+
+
+def ensure(
+    name: str,
+    data_dir: Path | None,
+    *,
+    datasets: dict[str, Dataset] | None = None,
+    timeout: float = 60.0,
+) -> list[Path]:
+    """Verified local paths of a dataset, downloading missing files where a network exists.
+
+    Without a network, the error lists every missing file with the place to put it and the
+    URL it comes from, so the files can be copied in by hand.
+    """
+    dataset = get(name, datasets)
+    if data_dir is None:
+        raise DatasetError(
+            f"no data directory for dataset {name!r}: pass --data-dir DIR or set HEADLENS_DATA"
+        )
+    missing = [file for file in dataset.files if _local_copy(data_dir, file) is None]
+    if missing:
+        try:
+            fetch(name, data_dir, datasets=datasets, timeout=timeout)
+        except DownloadFailed as error:
+            cause = error.__cause__ or error
+            lines = [
+                f"dataset {name!r} is not in {data_dir} and cannot be downloaded here "
+                f"({cause}); put these {len(missing)} file(s) there (plain or .gz), then rerun:"
+            ]
+            lines += [f"  {data_dir / file.path}  <- {file.url}" for file in missing]
+            raise DatasetError("\n".join(lines)) from error
     return locate(name, data_dir, datasets=datasets)

@@ -9,6 +9,7 @@ from typing import Any
 
 from app.config import DEFAULT_MODEL, Settings
 from app.errors import AppError, UnknownName
+from app.options import CorpusOptions
 from app.pipeline.common import open_db, progress_bar
 from app.store.db import refresh_statistics, session_scope
 
@@ -53,17 +54,17 @@ COREF_FORMATS = ("corefud", "conll2012", "gap")
 CORPUS_FORMATS = ("text", *DEPENDENCY_FORMATS, *COREF_FORMATS)
 
 
-def _budget_tokenizer(settings: Settings, options: dict[str, Any]):  # type: ignore[no-untyped-def]
+def _budget_tokenizer(settings: Settings, options: CorpusOptions):  # type: ignore[no-untyped-def]
     """The tokenizer that measures token budgets at ingestion (a built-in model's)."""
     from app.ingest.models import load_tokenizer, resolve_model_path
 
     return load_tokenizer(
-        resolve_model_path(options.get("tokenizer") or DEFAULT_MODEL, None, settings.cache_dir)
+        resolve_model_path(options.tokenizer or DEFAULT_MODEL, None, settings.cache_dir)
     )
 
 
 def _read_coreference(
-    settings: Settings, name: str, paths: list[Path], fmt: str, options: dict[str, Any]
+    settings: Settings, name: str, paths: list[Path], fmt: str, options: CorpusOptions
 ):  # type: ignore[no-untyped-def]
     """Documents -> mentions with heads and types -> segments within the token budget."""
     from app.config import PAPER_MAX_TOKENS
@@ -78,7 +79,7 @@ def _read_coreference(
         return counts
 
     parse = None
-    if options.get("heads", "silver") == "silver":  # for documents without gold dependencies
+    if options.heads == "silver":  # for documents without gold dependencies
         from app.ingest.silver import head_parser, load_parser
 
         parse = head_parser(load_parser())
@@ -87,14 +88,19 @@ def _read_coreference(
         paths,
         fmt,
         piece_counts,  # type: ignore[arg-type]
-        max_tokens=options.get("max_tokens") or PAPER_MAX_TOKENS,
-        mode=options.get("segmentation") or "truncate",
+        max_tokens=options.max_tokens or PAPER_MAX_TOKENS,
+        mode=options.segmentation,
         parse=parse,
     )
 
 
 def read_corpus(
-    settings: Settings, name: str, *, fmt: str | None, path: str | None, options: dict[str, Any]
+    settings: Settings,
+    name: str,
+    *,
+    fmt: str | None,
+    path: str | None,
+    options: CorpusOptions | dict[str, Any],
 ):  # type: ignore[no-untyped-def]
     """Read a corpus from a built-in source, the dataset registry, or a user file.
 
@@ -106,7 +112,8 @@ def read_corpus(
     from app.ingest.conll import read_dependency_corpus
     from app.ingest.text import read_text_corpus
 
-    coreference = options.get("kind") == "coreference"
+    options = CorpusOptions.of(options)
+    coreference = options.kind == "coreference"
     if path is not None:
         file = Path(path).expanduser()
         if not file.is_file():
@@ -122,12 +129,12 @@ def read_corpus(
         if fmt in DEPENDENCY_FORMATS:
             return read_dependency_corpus(name, [file], fmt)  # type: ignore[arg-type]
         raise UnknownName("format", fmt, list(CORPUS_FORMATS))
-    source = options.get("source") or name
+    source = options.source or name
     if source == "wiki-segments":
         from app.ingest.unlabeled import WikiConfig, build_wiki_segments
 
         config = WikiConfig(
-            **{k: v for k, v in options.items() if k in ("n_segments", "seed", "max_tokens") and v}
+            n_segments=options.n_segments, seed=options.seed, max_tokens=options.max_tokens
         )
         return build_wiki_segments(name, _budget_tokenizer(settings, options), config)
     known = datasets.registry()
@@ -139,7 +146,7 @@ def read_corpus(
             hint="or give a file: headlens ingest corpus NAME --format FMT --path FILE",
         )
     dataset = known[source]
-    paths = datasets.locate(source, settings.data_dir)
+    paths = datasets.ensure(source, settings.data_dir)  # fetched here if missing
     if dataset.kind == "coreference" or coreference:
         return _read_coreference(
             settings,
@@ -157,12 +164,16 @@ def ingest_corpus(
     *,
     fmt: str | None = None,
     path: str | None = None,
-    options: dict[str, Any] | None = None,
+    options: CorpusOptions | dict[str, Any] | None = None,
 ) -> IngestResult:
+    """Read a corpus (see read_corpus) and store it; the same content again is a no-op.
+
+    `options` is a CorpusOptions, or a dict of its fields (the rest keep their defaults).
+    """
     from app.store.corpora import store_corpus
 
     engine = open_db(settings)
-    data = read_corpus(settings, name, fmt=fmt, path=path, options=options or {})
+    data = read_corpus(settings, name, fmt=fmt, path=path, options=CorpusOptions.of(options))
     with session_scope(engine) as session:
         stored = store_corpus(session, data)
         if stored.created and data.has_coreference:

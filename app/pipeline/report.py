@@ -2,7 +2,7 @@
 
 Each section runs its queries on the model's latest runs; a section whose analysis has not
 run says which command produces it. Figures are also written as PNG files beside the HTML
-and logged as MLflow artifacts of the analysis run they come from.
+(and as SVG) and logged as MLflow artifacts of the analysis run they come from.
 """
 
 from __future__ import annotations
@@ -36,6 +36,7 @@ class _Builder:
         self.db = open_db(settings)
         self.sections: list[Section] = []
         self.logged: list[tuple[str, bytes, int]] = []  # (file, png, database run id)
+        self.svgs: dict[str, bytes] = {}  # file name -> the same figure as SVG (vector)
 
     def run_id(self, analysis: str, corpus: str | None = None) -> int:
         from app.store.runs import latest_run
@@ -62,9 +63,10 @@ class _Builder:
     def figure(self, section, name: str, figure, caption: str, run_id: int) -> None:  # type: ignore[no-untyped-def]
         import matplotlib.pyplot as plt
 
-        from app.report.html import png_bytes
+        from app.report.html import png_bytes, svg_bytes
 
         png = png_bytes(figure)
+        self.svgs[Path(name).with_suffix(".svg").name] = svg_bytes(figure)
         plt.close(figure)
         section.figures.append((name, png, caption))
         self.logged.append((name, png, run_id))
@@ -204,6 +206,9 @@ def build_report(settings: Settings, *, model: str, compare_with: str | None = N
     result = ReportResult(path, missing=[s.missing for s in builder.sections if s.missing])
     for name, png, _run in builder.logged:
         (out_dir / f"{model}-{name}").write_bytes(png)
+        result.figures.append(out_dir / f"{model}-{name}")
+    for name, svg in builder.svgs.items():  # vector copies, for papers and slides
+        (out_dir / f"{model}-{name}").write_bytes(svg)
         result.figures.append(out_dir / f"{model}-{name}")
     _log_figures(settings, builder)
     return result

@@ -28,6 +28,12 @@ def png_bytes(figure: Figure) -> bytes:
     return buffer.getvalue()
 
 
+def svg_bytes(figure: Figure) -> bytes:
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="svg")
+    return buffer.getvalue()
+
+
 @dataclass
 class Section:
     title: str

@@ -15,10 +15,13 @@ from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import NullPool
 
-from app.config import REPO_ROOT
+from app._resources import folder
 from app.errors import DatabaseUnavailable, SchemaBehind
 
-MIGRATIONS_DIR = REPO_ROOT / "migrations"
+MIGRATIONS_DIR = folder("migrations")
+# What alembic.ini says, for `headlens db ...` from an installed wheel (no alembic.ini there);
+# the top-level alembic.ini keeps plain `alembic` usable in a checkout.
+ALEMBIC_OPTIONS = {"file_template": "%%(rev)s_%%(slug)s"}
 
 
 def make_engine(url: str) -> Engine:
@@ -74,7 +77,9 @@ def alembic_config(url: str):  # type: ignore[no-untyped-def]
     """An Alembic Config for `url` that works from any working directory."""
     from alembic.config import Config
 
-    config = Config(str(REPO_ROOT / "alembic.ini"))
+    config = Config()
+    for key, value in ALEMBIC_OPTIONS.items():
+        config.set_main_option(key, value)
     config.set_main_option("script_location", str(MIGRATIONS_DIR))
     config.set_main_option("sqlalchemy.url", url)
     return config

@@ -7,13 +7,13 @@ and upgrading is all it takes; user data is never touched.
 from __future__ import annotations
 
 import csv
-from pathlib import Path
+from importlib import resources
 
 from sqlalchemy import Engine, delete, insert
 
 from app.store.schema import PaperCoref, PaperProbe, PaperRelation, RelationMap
 
-DATA_DIR = Path(__file__).resolve().parents[1] / "data"
+DATA_DIR = resources.files("app") / "data"  # package data, checkout or wheel
 
 
 def _rows(model: type, name: str) -> list[dict[str, object]]:
@@ -26,7 +26,7 @@ def _rows(model: type, name: str) -> list[dict[str, object]]:
         python_type = columns[key].type.python_type
         return python_type(value) if python_type in (int, float) else value
 
-    with (DATA_DIR / name).open(newline="") as handle:
+    with (DATA_DIR / name).open(newline="", encoding="utf-8") as handle:
         return [
             {key: cast(key, value) for key, value in row.items()} for row in csv.DictReader(handle)
         ]
