@@ -211,6 +211,37 @@ class RunCheckpoint(Base):
     updated_at: Mapped[datetime] = mapped_column(DateTime)
 
 
+class LoadedShard(Base):
+    """A worker's shard of a distributed pass, loaded into the database exactly once.
+
+    Workers write each shard's rows as Parquet files under the run's folder; the driver
+    loads a shard's rows and this row in one transaction, so a shard is either wholly in
+    the database (and never loaded again) or not at all. `state` holds the shard's
+    mergeable sums (the accumulator's state_dict), merged once every shard is in. Feature
+    extraction for the probes books its shards here too, under `feature_cache_id`.
+    """
+
+    __tablename__ = "loaded_shards"
+    __table_args__ = (
+        UniqueConstraint("run_id", "shard"),
+        UniqueConstraint("feature_cache_id", "shard"),
+    )
+
+    id: Mapped[int] = surrogate_key("loaded_shards")
+    run_id: Mapped[int | None] = mapped_column(ForeignKey("runs.id"))
+    feature_cache_id: Mapped[int | None] = mapped_column(ForeignKey("feature_caches.id"))
+    shard: Mapped[int] = mapped_column(Integer)
+    # Position of the shard's first segment in the pass's length-sorted segment order.
+    first_segment: Mapped[int] = mapped_column(Integer)
+    n_segments: Mapped[int] = mapped_column(Integer)
+    # JSON: rows loaded per table, as the worker counted them (checked against the files).
+    rows_json: Mapped[str] = mapped_column(Text)
+    state: Mapped[bytes | None] = mapped_column(LargeBinary)
+    # host:pid of the Ray worker that computed the shard.
+    worker: Mapped[str] = mapped_column(String(120))
+    loaded_at: Mapped[datetime] = mapped_column(DateTime)
+
+
 class HeadMetric(Base):
     """A scalar per head, long format: surface statistics, gradients, behaviour scores."""
 
