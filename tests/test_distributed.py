@@ -272,15 +272,24 @@ def test_rerun_after_a_driver_crash_loads_and_computes_only_what_is_missing(
 
 
 def test_more_workers_than_shards_and_an_empty_selection(
-    settings: Settings, tiny_bert_mlm: Path, ray_cluster
+    settings: Settings, tiny_bert_mlm: Path, ray_cluster, monkeypatch
 ) -> None:  # type: ignore[no-untyped-def]
+    """Also: a worker on "another machine" ships its shard's files back to the driver."""
+    import socket
+
     _ingest(settings, tiny_bert_mlm, ["workers"])
+    monkeypatch.setattr(socket, "gethostname", lambda: "the-driver-elsewhere")
     said: list[str] = []
     pipeline.analyze(
         settings, ["surface"], model="workers", corpus="sentences", config=ExtractConfig(),
         distribute=Distribute(workers=2, threads=1), on_event=said.append,
     )
     assert "2 workers asked for, 1 shard(s) to compute: starting 1" in said
+    run_id = _run_id(settings, "workers", "surface")
+    shards = _sql(settings, f"select worker from loaded_shards where run_id = {run_id}")
+    assert len(shards) == 1 and not shards.iloc[0, 0].startswith("the-driver-elsewhere")
+    metrics = _sql(settings, f"select count(*) from head_metrics where run_id = {run_id}")
+    assert metrics.iloc[0, 0] == 2 * 4 * 11  # layers x heads x surface metrics
     with pytest.raises(AppError, match="has no segments"):
         pipeline.analyze(
             settings, ["surface"], model="workers", corpus="story", config=ExtractConfig(limit=0),

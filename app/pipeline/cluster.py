@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import socket
+import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -234,8 +236,12 @@ class ShardWorker:
         ]
         self.feed(task.segments, accumulators, progress=None)
         done = ShardDone(task.shard, len(task.segments), worker_label())
+        # On another machine the driver's cache folder is not ours: write to a scratch
+        # folder and ship the files back with the result.
+        scratch = Path(tempfile.mkdtemp(prefix="headlens-shard-")) if self._remote() else None
         for name, accumulator in zip(names, accumulators):
-            run_id, config_hash, folder = task.targets[name]
+            run_id, config_hash, target = task.targets[name]
+            folder = scratch / name / Path(target).name if scratch else Path(target)
             manifest = ShardManifest(
                 run_id=run_id,
                 config_hash=config_hash,
@@ -245,9 +251,11 @@ class ShardWorker:
                 rows={},
                 worker=done.worker,
             )
-            write_shard(Path(folder), manifest, accumulator.flush(), accumulator.state_dict())
-            if self._remote():
-                done.shipped[name] = pack_folder(Path(folder))
+            write_shard(folder, manifest, accumulator.flush(), accumulator.state_dict())
+            if scratch is not None:
+                done.shipped[name] = pack_folder(folder)
+        if scratch is not None:
+            shutil.rmtree(scratch, ignore_errors=True)
         return done
 
     def _features(self, task: ShardTask) -> ShardDone:
@@ -257,11 +265,15 @@ class ShardWorker:
         writer = FeatureWriter(info.n_layers, info.n_heads, hidden_layer=self.spec.hidden_layer)
         self.engine.run(task.segments, [writer], None)
         path = Path(task.targets["features"][2])
+        done = ShardDone(task.shard, len(task.segments), worker_label())
+        if self._remote():  # ship the shard; the driver's cache folder is not on this machine
+            with tempfile.TemporaryDirectory(prefix="headlens-shard-") as scratch:
+                local = Path(scratch) / path.name
+                write_shard(local, writer.take())
+                done.shipped["features"] = {path.name: local.read_bytes()}
+            return done
         path.parent.mkdir(parents=True, exist_ok=True)
         write_shard(path, writer.take())
-        done = ShardDone(task.shard, len(task.segments), worker_label())
-        if self._remote():
-            done.shipped["features"] = {path.name: path.read_bytes()}
         return done
 
     def _remote(self) -> bool:
