@@ -218,24 +218,36 @@ def test_a_killed_worker_is_restarted_and_its_shard_retried(
     assert not workers.iloc[0, 0].endswith(f":{killed}")  # shard 1 came from the restarted worker
 
 
-def test_rerun_after_a_driver_crash_loads_and_computes_only_what_is_missing(
-    twin: Settings, settings: Settings, tiny_bert_mlm: Path
-) -> None:
+def test_rerun_after_kill_9_of_the_driver_loads_and_computes_only_what_is_missing(
+    twin: Settings, settings: Settings, tiny_bert_mlm: Path, ray_cluster
+) -> None:  # type: ignore[no-untyped-def]
+    import ray
+
     from app.store.shards import read_manifest, run_folder, shard_folder
 
     _ingest(settings, tiny_bert_mlm, ["workers"])
-    config = ExtractConfig(chunk_size=1)
-
-    def crash(shard: int, worker: str) -> None:
-        raise KeyboardInterrupt  # the driver stops after its first shard is loaded
-
-    with pytest.raises(KeyboardInterrupt):
-        pipeline.analyze(
-            settings, ["syntax", "surface"], model="workers", corpus="sentences", config=config,
-            distribute=Distribute(workers=2, threads=1, after_load=crash),
-        )
+    # A driver in its own process, on this session's Ray, that SIGKILLs itself right after
+    # loading its first shard: no exception handler, no cleanup, runs left "running".
+    script = (
+        "import os, signal\n"
+        "from pathlib import Path\n"
+        "from app import pipeline\n"
+        "from app.config import ExtractConfig, Settings\n"
+        "from app.pipeline.cluster import Distribute\n"
+        f"settings = Settings(db_url={settings.db_url!r}, mlruns_dir=Path({str(settings.mlruns_dir)!r}),"
+        f" data_dir=None, cache_dir=Path({str(settings.cache_dir)!r}))\n"
+        "die = lambda shard, worker: os.kill(os.getpid(), signal.SIGKILL)\n"
+        "pipeline.analyze(settings, ['syntax', 'surface'], model='workers', corpus='sentences',"
+        " config=ExtractConfig(chunk_size=1), distribute=Distribute(workers=2, threads=1,"
+        f" address={ray.get_runtime_context().gcs_address!r}, after_load=die))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, cwd=REPO_ROOT,
+        env={**os.environ, "PYTHONPATH": str(REPO_ROOT)}, timeout=300,
+    )
+    assert result.returncode == -signal.SIGKILL, result.stderr[-2000:]
     runs = _sql(settings, "select id, analysis, status from runs order by id")
-    assert set(runs["status"]) == {"failed"}
+    assert set(runs["status"]) == {"running"}
     run_ids = dict(zip(runs["analysis"], runs["id"]))
     loaded = set(_sql(settings, f"select shard from loaded_shards where run_id = {run_ids['syntax']}")["shard"])
     assert len(loaded) >= 1
@@ -248,8 +260,11 @@ def test_rerun_after_a_driver_crash_loads_and_computes_only_what_is_missing(
         with open(computed, "a") as log:
             log.write(f"{shard}\n")
 
+    # Another chunk size on the rerun (it is not part of a run's identity): the pass keeps
+    # the cut of its loaded shards.
     pipeline.analyze(
-        settings, ["syntax", "surface"], model="workers", corpus="sentences", config=config,
+        settings, ["syntax", "surface"], model="workers", corpus="sentences",
+        config=ExtractConfig(chunk_size=3),
         distribute=Distribute(workers=2, threads=1, before_shard=record),
     )
     recomputed = {int(line) for line in computed.read_text().split()} if computed.exists() else set()

@@ -61,6 +61,7 @@ def run_pass_on_workers(
         load_shard,
         loaded_shards,
         read_manifest,
+        recorded_shard_size,
         run_folder,
         shard_folder,
         shard_states,
@@ -95,6 +96,8 @@ def run_pass_on_workers(
     tracker = Tracker(settings)
     loaded: dict[str, set[int]] = {}
     with session_scope(db) as session:
+        # chunk_size is not part of a run's identity: a resumed pass keeps its first cut.
+        shard_size = recorded_shard_size(session, list(run_ids.values())) or config.chunk_size
         for summary in summaries:
             if load_checkpoint(session, summary.run_id) is not None:
                 raise AppError(
@@ -111,7 +114,7 @@ def run_pass_on_workers(
         for name in names
         if ANALYSES[name].context
     }
-    shards = plan_shards(len(encoded), config.chunk_size)
+    shards = plan_shards(len(encoded), shard_size)
     done = sum(stop - start for shard, start, stop in shards if all(shard in loaded[n] for n in names))
     if done:
         say(f"{'+'.join(names)}: resuming after {done} of {len(encoded)} segments (loaded shards)")
@@ -125,10 +128,12 @@ def run_pass_on_workers(
             ready = []
             for name in missing:
                 manifest = read_manifest(shard_folder(folders[name], shard))
-                if manifest is not None and (manifest.run_id, manifest.config_hash) == (
-                    run_ids[name],
-                    config_hash,
-                ):
+                if manifest is not None and (
+                    manifest.run_id,
+                    manifest.config_hash,
+                    manifest.first_segment,
+                    manifest.n_segments,
+                ) == (run_ids[name], config_hash, start, stop - start):
                     ready.append(name)
             if ready:  # written by a worker before the driver stopped: load, do not recompute
                 with session_scope(db) as session:

@@ -144,6 +144,21 @@ def has_shards(session: Session, run_id: int) -> bool:
     return session.scalar(query) is not None
 
 
+def recorded_shard_size(session: Session, run_ids: list[int]) -> int | None:
+    """The shard size an interrupted distributed pass used, so that a rerun cuts the same way."""
+    rows = session.execute(
+        select(LoadedShard.shard, LoadedShard.first_segment, LoadedShard.n_segments)
+        .where(LoadedShard.run_id.in_(run_ids))
+        .order_by(LoadedShard.shard.desc())
+        .limit(1)
+    ).all()
+    if not rows:
+        return None
+    shard, first, n_segments = rows[0]
+    # Shard 0 alone says its size only (it is full unless it is the only shard).
+    return first // shard if shard > 0 else n_segments
+
+
 def loaded_shards(session: Session, run_id: int) -> set[int]:
     return set(session.scalars(select(LoadedShard.shard).where(LoadedShard.run_id == run_id)))
 
