@@ -378,3 +378,32 @@ def test_without_workers_ray_is_not_imported(settings: Settings, tiny_bert_mlm: 
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.strip().endswith("ok")
     assert _run_id(settings, "single", "surface") > 0
+
+
+def test_merge_adds_shard_states() -> None:
+    """Two shards' sums and counts merge into the sums and counts of both (value x count)."""
+    from app.analysis.surface import SurfaceAnalysis
+    from app.analysis.syntax import HeadPredictions
+
+    first, second = SurfaceAnalysis(1, 2), SurfaceAnalysis(1, 2)
+    first.sums[:], first.counts[:] = 0.2 * 2, 2  # mean 0.2 over 2 segments
+    second.sums[:], second.counts[:] = 0.5 * 3, 3  # mean 0.5 over 3 segments
+    merged = SurfaceAnalysis(1, 2)
+    for shard in (first, second):
+        merged.merge(shard.state_dict())
+    # (0.4 + 1.5) / 5 = 0.38
+    np.testing.assert_allclose(merged.grids()["attn_cls"], [[0.38, 0.38]])
+    assert (merged.counts == 5).all()
+    rows = HeadPredictions(1, 2)
+    rows.merge({"n_rows": np.array(7)})
+    rows.merge({"n_rows": np.array(5)})
+    assert rows.summary() == {"n_prediction_rows": 12}
+
+
+def test_ray_address_needs_workers() -> None:
+    from app.cli import cli
+
+    result = CliRunner().invoke(
+        cli, ["analyze", "surface", "--corpus", "c", "--ray-address", "127.0.0.1:9"]
+    )
+    assert result.exit_code == 2 and "--ray-address needs --workers N" in result.output
