@@ -332,6 +332,45 @@ def test_an_unreachable_cluster_fails_in_one_line_before_any_work(settings: Sett
     assert len(result.output.strip().splitlines()) == 1
 
 
+def test_an_address_where_something_else_listens_fails_in_one_line(
+    settings: Settings, tiny_bert_mlm: Path
+) -> None:
+    """Not Ray behind the port (here: a socket that hangs up, on which ray.init would retry
+    for minutes): one line, before any work."""
+    import socket
+    import threading
+
+    _ingest(settings, tiny_bert_mlm, ["workers"])
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+
+    def hang_up() -> None:
+        while True:
+            try:
+                connection, _ = listener.accept()
+            except OSError:
+                return
+            connection.close()
+
+    threading.Thread(target=hang_up, daemon=True).start()
+    try:
+        result = subprocess.run(
+            [sys.executable, "-m", "app", "--db", settings.db_url, "analyze", "surface",
+             "--model", "workers", "--corpus", "sentences", "--workers", "1",
+             "--ray-address", f"127.0.0.1:{port}"],
+            capture_output=True, text=True, cwd=REPO_ROOT,
+            env={**os.environ, "PYTHONPATH": str(REPO_ROOT)}, timeout=60,
+        )
+    finally:
+        listener.close()
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == [
+        f"Error: no Ray cluster answered at 127.0.0.1:{port} (something listens there, but not "
+        "Ray's GCS); use the address `ray start --head` printed"
+    ]
+    assert _sql(settings, "select count(*) from runs").iloc[0, 0] == 0
+
+
 def test_probe_features_on_workers_match_one_process(
     twin: Settings, settings: Settings, tiny_bert_mlm: Path
 ) -> None:

@@ -24,6 +24,11 @@ from app.errors import AppError
 
 # A dead worker is restarted, and its shard retried, this many times before the run fails.
 MAX_RESTARTS = 3
+HTTP2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+HTTP2_EMPTY_SETTINGS = bytes([0, 0, 0, 4, 0, 0, 0, 0, 0])  # length 0, type SETTINGS, stream 0
+HTTP2_SETTINGS_TYPE = 4
+# Ray's own knob for how many seconds a joining driver waits for the cluster's GCS.
+JOIN_WAIT_VARIABLE = "RAY_gcs_server_port_wait_time_s"
 
 
 @dataclass(frozen=True)
@@ -62,13 +67,49 @@ def _check_reachable(address: str) -> None:
             "`ray start --head`)"
         )
     try:
-        with socket.create_connection((host, int(port)), timeout=3):
-            pass
+        connection = socket.create_connection((host, int(port)), timeout=3)
     except OSError as error:
         raise AppError(
             f"cannot reach the Ray cluster at {address} ({error.strerror or error}); start it "
             "with `ray start --head` on that machine, or drop --ray-address to run on this one"
         ) from None
+    # Ray's GCS is a gRPC (HTTP/2) server: it answers the HTTP/2 preface with a SETTINGS
+    # frame. Anything else (a socket that hangs up, another protocol) would make ray.init
+    # retry for a long time, so it is refused here.
+    with connection:
+        try:
+            connection.sendall(HTTP2_PREFACE + HTTP2_EMPTY_SETTINGS)
+            frame = connection.recv(9)
+        except OSError:
+            frame = b""
+    if len(frame) < 4 or frame[3] != HTTP2_SETTINGS_TYPE:
+        raise AppError(
+            f"no Ray cluster answered at {address} (something listens there, but not Ray's "
+            "GCS); use the address `ray start --head` printed"
+        )
+
+
+@contextlib.contextmanager
+def _joining() -> Iterator[None]:
+    """Joining a cluster: give up after 5 s, not Ray's 20, and keep its C++ retry warnings
+    (one per second, straight to file descriptor 2) off the terminal unless the join works."""
+    waited = os.environ.get(JOIN_WAIT_VARIABLE)
+    os.environ.setdefault(JOIN_WAIT_VARIABLE, "5")
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as captured:
+        os.dup2(captured.fileno(), 2)
+        joined = False
+        try:
+            yield
+            joined = True
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            if waited is None:
+                os.environ.pop(JOIN_WAIT_VARIABLE, None)
+            if joined:  # nothing to hide: pass on whatever Ray said
+                captured.seek(0)
+                os.write(2, captured.read())
 
 
 def connect(distribute: Distribute, *, device: str) -> bool:
@@ -90,7 +131,8 @@ def connect(distribute: Distribute, *, device: str) -> bool:
         options: dict[str, Any] = {"logging_level": logging.ERROR, "log_to_driver": False}
         try:
             if distribute.address is not None:
-                ray.init(address=distribute.address, **options)
+                with _joining():
+                    ray.init(address=distribute.address, **options)
             else:
                 ray.init(
                     num_cpus=max(distribute.workers * threads, os.cpu_count() or 1),
@@ -98,9 +140,14 @@ def connect(distribute: Distribute, *, device: str) -> bool:
                     **options,
                 )
         except (ConnectionError, RuntimeError) as error:
+            if distribute.address is not None:
+                raise AppError(
+                    f"no Ray cluster answered at {distribute.address} (something listens there, "
+                    "but not Ray's GCS); use the address `ray start --head` printed"
+                ) from None
             first_line = str(error).strip().splitlines()[0] if str(error).strip() else ""
             raise AppError(
-                f"cannot start or join Ray ({first_line}); check --ray-address or `ray status`"
+                f"cannot start Ray on this machine ({first_line}); see `ray status`"
             ) from None
         started = True
     resources = ray.cluster_resources()
