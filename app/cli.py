@@ -365,7 +365,8 @@ def distribution_options(function: Callable[..., Any]) -> Callable[..., Any]:
         click.option(
             "--threads",
             type=click.IntRange(min=1),
-            help="torch threads per worker [default: cores / workers]",
+            help="torch threads per worker [default: cores / workers]; without --workers, "
+            "of the one process",
         ),
         click.option(
             "--ray-address",

@@ -265,6 +265,11 @@ def features_on_workers(
     try:
         with ray_session(distribute, device=config.device):
             pool, actors = start_workers(distribute, spec, len(tasks))
+            if len(actors) < distribute.workers:
+                say(
+                    f"{distribute.workers} workers asked for, {len(tasks)} shard(s) to compute: "
+                    f"starting {len(actors)}"
+                )
             try:
                 for finished in results(pool, tasks):
                     task = by_shard[finished.shard]
