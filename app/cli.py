@@ -344,6 +344,32 @@ def datasets_fetch(context: click.Context, names: tuple[str, ...]) -> None:
 # ------------------------------------------------------------------------ analyze
 
 
+def distribution_options(function: Callable[..., Any]) -> Callable[..., Any]:
+    """--workers, --threads, --ray-address: the options of commands that can use Ray."""
+    options = [
+        click.option(
+            "--workers",
+            type=click.IntRange(min=1),
+            help="run the encoder in N Ray actors (Parquet shards, loaded once); without it, "
+            "one process and no Ray",
+        ),
+        click.option(
+            "--threads",
+            type=click.IntRange(min=1),
+            help="torch threads per worker [default: cores / workers]; without --workers, "
+            "of the one process",
+        ),
+        click.option(
+            "--ray-address",
+            metavar="ADDR",
+            help="an existing Ray cluster (HOST:PORT from `ray start --head`) instead of a local Ray",
+        ),
+    ]
+    for option in reversed(options):
+        function = option(function)
+    return function
+
+
 @cli.command()
 @click.argument("analyses", nargs=-1, required=True)
 @click.option("--model", default=DEFAULT_MODEL, show_default=True, help="an ingested model")
@@ -373,6 +399,7 @@ def datasets_fetch(context: click.Context, names: tuple[str, ...]) -> None:
 )
 @click.option("--device", default="cpu", show_default=True, help="torch device, e.g. cuda")
 @click.option("--force", is_flag=True, help="redo a finished run (its rows are replaced)")
+@distribution_options
 @click.pass_context
 @translate_errors
 def analyze(
@@ -387,6 +414,9 @@ def analyze(
     on_unaligned: str,
     device: str,
     force: bool,
+    workers: int | None,
+    threads: int | None,
+    ray_address: str | None,
 ) -> None:
     """Run ANALYSES of MODEL over CORPUS in one forward pass.
 
@@ -407,6 +437,7 @@ def analyze(
       headlens analyze surface clustering --model minilm --corpus wiki-segments
       headlens analyze syntax examples --corpus ud-ewt-dev
       headlens analyze surface --corpus wiki-segments --dtype bfloat16 --limit 100
+      headlens analyze syntax --corpus ud-ewt-dev --workers 2 --threads 1   # 2 Ray actors
     """
     config = ExtractConfig(
         max_tokens=max_tokens,
@@ -423,8 +454,24 @@ def analyze(
         config=config,
         force=force,
         say=lambda message: click.echo(message, err=True),
+        distribute=distribution(workers, threads, ray_address),
     ):
         echo_run(summary)
+
+
+def distribution(workers: int | None, threads: int | None, address: str | None) -> Any:
+    """--workers/--threads/--ray-address as a Distribute, or None (and no Ray) without --workers."""
+    if workers is None:
+        if address is not None:
+            raise click.UsageError("--ray-address needs --workers N")
+        if threads is not None:
+            import torch
+
+            torch.set_num_threads(threads)
+        return None
+    from app.pipeline.cluster import Distribute
+
+    return Distribute(workers=workers, threads=threads, address=address)
 
 
 def echo_run(summary: Any) -> None:
@@ -576,6 +623,7 @@ def query(
     "--vectors", type=click.Path(), help="a GloVe text file instead of the packaged GloVe 6B 50-d"
 )
 @click.option("--force", is_flag=True, help="train again even if this exact probe has run")
+@distribution_options
 @click.pass_context
 @translate_errors
 def probe(
@@ -594,6 +642,9 @@ def probe(
     seed: int,
     vectors: str | None,
     force: bool,
+    workers: int | None,
+    threads: int | None,
+    ray_address: str | None,
 ) -> None:
     """Train a probing classifier (paper §5) on attention and score it on test.
 
@@ -631,6 +682,7 @@ def probe(
         options=options,
         force=force,
         say=lambda message: click.echo(message, err=True),
+        distribute=distribution(workers, threads, ray_address),
     )
     state = "already done" if result.state == "done" else "finished"
     click.echo(

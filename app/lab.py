@@ -41,6 +41,7 @@ if TYPE_CHECKING:  # heavy or stage-specific types, for annotations only
     import pandas as pd
 
     from app.pipeline.analyze import RunSummary
+    from app.pipeline.cluster import Distribute
     from app.pipeline.ingest import IngestResult
     from app.pipeline.probe import ProbeResult
     from app.pipeline.report import ReportResult
@@ -190,11 +191,14 @@ class Lab:
         config: ExtractConfig = ExtractConfig(),  # noqa: B008 - frozen, so a safe default
         force: bool = False,
         say: Say = _quiet,
+        distribute: Distribute | None = None,
     ) -> list[RunSummary]:
         """Run `analyses` (surface, syntax, coref, clustering, examples, gradients) of `model`
         over `corpus` in one forward pass; one database run and one MLflow run each.
 
-        A finished config is not run again (state "done"); `force=True` redoes it:
+        A finished config is not run again (state "done"); `force=True` redoes it.
+        `distribute=app.pipeline.cluster.Distribute(workers=N)` runs the encoder in N Ray actors (the CLI's
+        `--workers N`); without it, one process and no Ray:
 
         >>> [run.state for run in lab.analyze("surface", model="tiny", corpus="sentences")]
         ['done']
@@ -209,6 +213,7 @@ class Lab:
             config=config,
             force=force,
             on_event=say,
+            distribute=distribute,
         )
 
     def probe(
@@ -219,6 +224,7 @@ class Lab:
         options: ProbeOptions = ProbeOptions(),  # noqa: B008 - frozen, so a safe default
         force: bool = False,
         say: Say = _quiet,
+        distribute: Distribute | None = None,
     ) -> ProbeResult:
         """Train a probing classifier (paper §5): attn, attn_glove, structural, or score a
         baseline (right_branching, distance_glove); the result is a probe_runs row.
@@ -243,6 +249,7 @@ class Lab:
             vectors_path=options.vectors,
             force=force,
             say=say,
+            distribute=distribute,
         )
 
     # ---------------------------------------------------------------- results

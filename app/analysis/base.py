@@ -5,6 +5,7 @@ One forward pass feeds every enabled analysis: for each batch the engine calls
 asks for them), then `end_batch(batch)`. Streamed rows come out of `flush()` after each
 chunk of segments, aggregates out of `finish()`. `state_dict()` is saved with every chunk so
 that an interrupted run resumes where it stopped; memory never grows with the corpus.
+States are additive: `merge()` combines a checkpoint, or the shards of distributed workers.
 """
 
 from __future__ import annotations
@@ -148,6 +149,17 @@ class Analysis(ABC):
     def load_state_dict(self, state: dict[str, np.ndarray]) -> None:
         for key, value in state.items():
             setattr(self, key, value)
+
+    def merge(self, state: dict[str, np.ndarray]) -> None:
+        """Add a `state_dict()` (a checkpoint's, or a worker's shard's) to this accumulator.
+
+        The one merge of partial results: the single-process path resumes from a checkpoint
+        with it and the distributed path (pipeline/distributed.py) combines shards with it.
+        States are sums and counts (value x count), so merging is addition; an analysis
+        whose state is not additive must override this.
+        """
+        for key, value in state.items():
+            setattr(self, key, getattr(self, key) + value)
 
     def summary(self) -> dict[str, Any]:
         """A few headline numbers for MLflow and the terminal."""

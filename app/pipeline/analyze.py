@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Engine
 
@@ -19,6 +19,9 @@ from app.config import ExtractConfig, Settings
 from app.errors import AnalysisUnavailable, AppError, UnknownName
 from app.pipeline.common import open_db, progress_bar
 from app.store.db import refresh_statistics, session_scope
+
+if TYPE_CHECKING:
+    from app.pipeline.cluster import Distribute
 
 Say = Callable[[str], None]
 
@@ -58,8 +61,34 @@ def analyze(
     config: ExtractConfig,
     force: bool = False,
     on_event: Say | None = None,
+    distribute: Distribute | None = None,
 ) -> list[RunSummary]:
-    """Run analyses of `model` over `corpus`: one database + MLflow run each."""
+    """Run analyses of `model` over `corpus`: one database + MLflow run each.
+
+    With `distribute`, each pass runs on Ray workers (pipeline/distributed.py); without it
+    Ray is not imported.
+    """
+    if distribute is not None:
+        from app.pipeline.cluster import ray_session
+
+        with ray_session(distribute, device=config.device):  # unreachable: fails before any work
+            return _analyze(settings, analyses, model=model, corpus=corpus, config=config,
+                            force=force, on_event=on_event, distribute=distribute)
+    return _analyze(settings, analyses, model=model, corpus=corpus, config=config, force=force,
+                    on_event=on_event, distribute=None)
+
+
+def _analyze(
+    settings: Settings,
+    analyses: Sequence[str],
+    *,
+    model: str,
+    corpus: str,
+    config: ExtractConfig,
+    force: bool,
+    on_event: Say | None,
+    distribute: Distribute | None,
+) -> list[RunSummary]:
     from app.analysis.registry import ANALYSES
     from app.store.corpora import find_corpus
     from app.store.encoders import find_encoder
@@ -117,7 +146,13 @@ def analyze(
     for (mode, _overflow), names in passes.items():
         batch = [summaries[name] for name in names]
         try:
-            _run_pass(settings, db, target, configs[names[0]], batch, mode=mode, say=say)
+            if distribute is None:
+                _run_pass(settings, db, target, configs[names[0]], batch, mode=mode, say=say)
+            else:
+                from app.pipeline.distributed import run_pass_on_workers
+
+                run_pass_on_workers(settings, db, target, configs[names[0]], batch, mode=mode,
+                                    say=say, distribute=distribute)
         except BaseException as error:
             _mark_failed(settings, db, batch, error)
             raise
@@ -159,6 +194,7 @@ def _run_pass(
     from app.pipeline.contexts import load_context
     from app.store.corpora import segment_inputs
     from app.store.runs import finish_run, load_checkpoint, save_checkpoint
+    from app.store.shards import has_shards
     from app.store.write import insert_rows
     from app.tracking import Tracker
 
@@ -194,10 +230,15 @@ def _run_pass(
     tracker = Tracker(settings)
     with session_scope(db) as session:
         for summary in summaries:
+            if has_shards(session, summary.run_id):
+                raise AppError(
+                    f"{summary.analysis}: run {summary.run_id} was started with --workers; resume "
+                    "it with --workers, or redo it with --force"
+                )
             checkpoint = load_checkpoint(session, summary.run_id)
             if checkpoint is not None:
                 done_upto[summary.analysis], state = checkpoint
-                accumulators[summary.analysis].load_state_dict(state)
+                accumulators[summary.analysis].merge(state)
                 say(
                     f"{summary.analysis}: resuming run {summary.run_id} after "
                     f"{done_upto[summary.analysis]} of {len(encoded)} segments"

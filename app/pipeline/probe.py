@@ -15,7 +15,7 @@ import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from sqlalchemy import Engine, select
@@ -24,6 +24,9 @@ from app.config import ExtractConfig, Settings
 from app.errors import AppError, UnknownName
 from app.pipeline.common import open_db, progress_bar
 from app.store.db import session_scope
+
+if TYPE_CHECKING:
+    from app.pipeline.cluster import Distribute
 
 Say = Callable[[str], None]
 PROBES = ("right_branching", "distance_glove", "attn", "attn_glove", "structural")
@@ -55,11 +58,16 @@ class ProbeResult:
 
 
 def extract_features(settings: Settings, model: str, corpus: str, *, hidden_layer: int,
-                     config: ExtractConfig, say: Say | None = None) -> Path:
-    """The feature cache directory for (model, corpus), extracting what is missing."""
+                     config: ExtractConfig, say: Say | None = None,
+                     distribute: Distribute | None = None) -> Path:
+    """The feature cache directory for (model, corpus), extracting what is missing.
+
+    With `distribute`, Ray workers write the shards (pipeline/distributed.py); the shard
+    files are the same either way, so a cache begun one way can be finished the other.
+    """
     from app.extract.align import Aligner, Skipped
     from app.extract.attention import AttentionEngine, length_order
-    from app.extract.cache import FeatureWriter, directory_sha256, shard_path, write_shard
+    from app.extract.cache import FeatureWriter, shard_path, write_shard
     from app.ingest.models import load_encoder
     from app.store.corpora import find_corpus, segment_inputs, utcnow
     from app.store.encoders import find_encoder
@@ -83,9 +91,19 @@ def extract_features(settings: Settings, model: str, corpus: str, *, hidden_laye
                                  status="partial", created_at=utcnow())
             session.add(cache)
         cache.status, cache.path = "partial", str(directory)
-        source, init, corpus_id = Path(encoder.source), encoder.init, corpus_row.id
+        session.flush()
+        source, init, corpus_id, cache_id = Path(encoder.source), encoder.init, corpus_row.id, cache.id
         inputs = segment_inputs(session, corpus_id)
     directory.mkdir(parents=True, exist_ok=True)
+    if distribute is not None:
+        from app.pipeline.distributed import features_on_workers
+
+        n_segments, skipped_counts = features_on_workers(
+            settings, db, source=source, init=init, inputs=inputs, label=f"{model} on {corpus}",
+            directory=directory, hidden_layer=hidden_layer, config=config, cache_id=cache_id,
+            distribute=distribute, say=say)
+        _complete_cache(db, cache_id, directory, n_segments, skipped_counts)
+        return directory
     loaded = load_encoder(source, init=init, dtype=config.dtype, device=config.device)
     skipped = Skipped()
     aligner = Aligner(loaded.tokenizer, max_tokens=config.max_tokens, overflow="skip", on_unaligned=config.on_unaligned)
@@ -108,14 +126,20 @@ def extract_features(settings: Settings, model: str, corpus: str, *, hidden_laye
             write_shard(path, writer.take())
     finally:
         progress.close()
-    with session_scope(db) as session:
-        cache = session.scalar(select(FeatureCache).where(
-            FeatureCache.encoder_id == encoder.id, FeatureCache.corpus_id == corpus_id,
-            FeatureCache.config_hash == key_hash))
-        cache.status, cache.n_segments = "complete", len(encoded)  # type: ignore[union-attr]
-        cache.skipped_json = json.dumps(skipped.counts, sort_keys=True)  # type: ignore[union-attr]
-        cache.sha256 = directory_sha256(directory)  # type: ignore[union-attr]
+    _complete_cache(db, cache_id, directory, len(encoded), skipped.counts)
     return directory
+
+
+def _complete_cache(db: Engine, cache_id: int, directory: Path, n_segments: int,
+                    skipped: dict[str, int]) -> None:
+    from app.extract.cache import directory_sha256
+    from app.store.schema import FeatureCache
+
+    with session_scope(db) as session:
+        cache = session.get(FeatureCache, cache_id)
+        cache.status, cache.n_segments = "complete", n_segments  # type: ignore[union-attr]
+        cache.skipped_json = json.dumps(skipped, sort_keys=True)  # type: ignore[union-attr]
+        cache.sha256 = directory_sha256(directory)  # type: ignore[union-attr]
 
 
 # ------------------------------------------------------------------ examples
@@ -189,8 +213,29 @@ def build_examples(db: Engine, corpus: str, annotation: str, *, cache: Path | No
 def probe(settings: Settings, kind: str, *, model: str | None, train: str, dev: str, test: str,
           annotation: str = "gold", layers: tuple[int, ...] | None = None, hidden_layer: int | None = None,
           options: dict[str, Any] | None = None, vectors_path: str | None = None,
-          extract: ExtractConfig | None = None, force: bool = False, say: Say | None = None) -> ProbeResult:
-    """Train and evaluate one probe (or score the right-branching baseline)."""
+          extract: ExtractConfig | None = None, force: bool = False, say: Say | None = None,
+          distribute: Distribute | None = None) -> ProbeResult:
+    """Train and evaluate one probe (or score the right-branching baseline).
+
+    With `distribute`, the encoder's feature extraction runs on Ray workers.
+    """
+    if distribute is not None and model is not None and kind in NEEDS_ENCODER:
+        from app.pipeline.cluster import ray_session
+
+        with ray_session(distribute, device=(extract or ExtractConfig()).device):
+            return _probe(settings, kind, model=model, train=train, dev=dev, test=test,
+                          annotation=annotation, layers=layers, hidden_layer=hidden_layer,
+                          options=options, vectors_path=vectors_path, extract=extract, force=force,
+                          say=say, distribute=distribute)
+    return _probe(settings, kind, model=model, train=train, dev=dev, test=test, annotation=annotation,
+                  layers=layers, hidden_layer=hidden_layer, options=options, vectors_path=vectors_path,
+                  extract=extract, force=force, say=say, distribute=None)
+
+
+def _probe(settings: Settings, kind: str, *, model: str | None, train: str, dev: str, test: str,
+           annotation: str, layers: tuple[int, ...] | None, hidden_layer: int | None,
+           options: dict[str, Any] | None, vectors_path: str | None, extract: ExtractConfig | None,
+           force: bool, say: Say | None, distribute: Distribute | None) -> ProbeResult:
     from app.analysis import probes
     from app.store.encoders import find_encoder
 
@@ -221,7 +266,7 @@ def probe(settings: Settings, kind: str, *, model: str | None, train: str, dev: 
         return state.result
     try:
         result = _train_and_score(settings, db, kind, model, identity, config, layers, hidden_layer, vectors_path,
-                                  extract, state, say)
+                                  extract, state, say, distribute)
     except BaseException as error:
         _finish(db, state.result.probe_run_id, status="failed", error=f"{type(error).__name__}: {error}")
         if state.result.mlflow_run_id:
@@ -283,7 +328,7 @@ def _finish(db: Engine, probe_run_id: int, **values: Any) -> None:
 
 def _train_and_score(settings: Settings, db: Engine, kind: str, model: str | None, identity: dict[str, Any],  # type: ignore[no-untyped-def]
                      config, layers, hidden_layer, vectors_path, extract: ExtractConfig, state: _State,
-                     say: Say) -> ProbeResult:
+                     say: Say, distribute: Distribute | None = None) -> ProbeResult:
     from app.analysis import probes
     from app.ingest.vectors import load_vectors
     from app.tracking import Tracker
@@ -292,7 +337,8 @@ def _train_and_score(settings: Settings, db: Engine, kind: str, model: str | Non
     caches: dict[str, Path | None] = {}
     for split in ("train", "dev", "test"):
         corpus = identity[split]
-        caches[split] = (extract_features(settings, model, corpus, hidden_layer=hidden_layer, config=extract, say=say)
+        caches[split] = (extract_features(settings, model, corpus, hidden_layer=hidden_layer, config=extract, say=say,
+                                          distribute=distribute)
                          if model is not None else None)
     vectors = load_vectors(vectors_path) if kind in probes.GLOVE_KINDS else None
     data, excluded = {}, {}

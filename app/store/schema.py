@@ -214,6 +214,37 @@ class RunCheckpoint(Base):
     updated_at: Mapped[datetime] = mapped_column(DateTime)
 
 
+class LoadedShard(Base):
+    """A worker's shard of a distributed pass, loaded into the database exactly once.
+
+    Workers write each shard's rows as Parquet files under the run's folder; the driver
+    loads a shard's rows and this row in one transaction, so a shard is either wholly in
+    the database (and never loaded again) or not at all. `state` holds the shard's
+    mergeable sums (the accumulator's state_dict), merged once every shard is in. Feature
+    extraction for the probes books its shards here too, under `feature_cache_id`.
+    """
+
+    __tablename__ = "loaded_shards"
+    __table_args__ = (
+        UniqueConstraint("run_id", "shard"),
+        UniqueConstraint("feature_cache_id", "shard"),
+    )
+
+    id: Mapped[int] = surrogate_key("loaded_shards")
+    run_id: Mapped[int | None] = mapped_column(ForeignKey("runs.id"))
+    feature_cache_id: Mapped[int | None] = mapped_column(ForeignKey("feature_caches.id"))
+    shard: Mapped[int] = mapped_column(Integer)
+    # Position of the shard's first segment in the pass's length-sorted segment order.
+    first_segment: Mapped[int] = mapped_column(Integer)
+    n_segments: Mapped[int] = mapped_column(Integer)
+    # JSON: rows loaded per table, as the worker counted them (checked against the files).
+    rows_json: Mapped[str] = mapped_column(Text)
+    state: Mapped[bytes | None] = mapped_column(LargeBinary)
+    # host:pid of the Ray worker that computed the shard.
+    worker: Mapped[str] = mapped_column(String(120))
+    loaded_at: Mapped[datetime] = mapped_column(DateTime)
+
+
 class HeadMetric(Base):
     """A scalar per head, long format: surface statistics, gradients, behaviour scores."""
 
@@ -234,7 +265,7 @@ class HeadMetric(Base):
 # `predicted_index` excludes the word itself and special tokens (the paper's head-as-parser
 # rule); NULL when the segment has no other word. Accuracies are SQL joins of this table
 # with `dependencies`. The one table that grows with the corpus, so it is lean (migration
-# 0008): no primary key or foreign keys (on DuckDB each is an index that bulk inserts and
+# 0007): no primary key or foreign keys (on DuckDB each is an index that bulk inserts and
 # redo deletes pay for), SMALLINT word indices, REAL weights, and rows appended in
 # `append_order` so that zone maps prune and columns compress. A plain Table, not a mapped
 # class: the ORM needs a primary key, and only insert_rows and SQL touch these rows.

@@ -17,7 +17,7 @@ complete, e.g. because the tracking server was down: `headlens runs` flags them 
 cannot drop a column of a table that foreign keys reference, so the downgrade could not
 remove it.
 
-Revision ID: 0008
+Revision ID: 0007
 Revises: 0006
 Create Date: 2026-12-01
 """
@@ -29,7 +29,7 @@ import re
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0008"
+revision = "0007"
 down_revision = "0006"
 branch_labels = None
 depends_on = None
