@@ -17,7 +17,7 @@ from sqlalchemy import Engine
 
 from app.config import ExtractConfig, Settings
 from app.errors import AnalysisUnavailable, AppError, UnknownName
-from app.pipeline.common import open_db, progress_bar
+from app.pipeline.common import check_extract_config, open_db, progress_bar
 from app.store.db import session_scope
 
 Say = Callable[[str], None]
@@ -70,9 +70,13 @@ def analyze(
     if unknown:
         raise UnknownName("analysis", unknown[0], list(ANALYSES))
     db = open_db(settings)
+    from app.ingest.models import check_device
+
+    check_device(config.device)
     with session_scope(db) as session:
         encoder = find_encoder(session, model)
         corpus_row = find_corpus(session, corpus)
+        check_extract_config(config, encoder)
         target = _Target(
             model, corpus, corpus_row.id, Path(encoder.source), encoder.init, encoder.has_mlm_head
         )

@@ -82,7 +82,7 @@ def _read_coreference(
         from app.ingest.silver import head_parser, load_parser
 
         parse = head_parser(load_parser())
-    return read_coref_corpus(
+    data = read_coref_corpus(
         name,
         paths,
         fmt,
@@ -91,6 +91,11 @@ def _read_coreference(
         mode=options.get("segmentation") or "truncate",
         parse=parse,
     )
+    # Options that change mentions or segments are part of what is stored (re-ingesting
+    # with other ones is refused, not silently ignored).
+    data.config["heads"] = options.get("heads", "silver")
+    data.config["tokenizer"] = options.get("tokenizer") or DEFAULT_MODEL
+    return data
 
 
 def read_corpus(

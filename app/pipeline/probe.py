@@ -22,7 +22,7 @@ from sqlalchemy import Engine, select
 
 from app.config import ExtractConfig, Settings
 from app.errors import AppError, UnknownName
-from app.pipeline.common import open_db, progress_bar
+from app.pipeline.common import check_extract_config, check_layers, open_db, progress_bar
 from app.store.db import session_scope
 
 Say = Callable[[str], None]
@@ -207,6 +207,8 @@ def probe(settings: Settings, kind: str, *, model: str | None, train: str, dev: 
         with session_scope(db) as session:
             encoder = find_encoder(session, model)
             n_layers, n_heads = encoder.n_layers, encoder.n_heads
+            check_layers(encoder, layers, hidden_layer)
+            check_extract_config(extract, encoder)
         hidden_layer = default_hidden_layer(n_layers) if hidden_layer is None else hidden_layer
     config = None
     if kind != "right_branching":
