@@ -57,8 +57,28 @@ class Tracker:
         self.log_params(run.info.run_id, params)
         return run.info.run_id
 
-    def resume(self, run_id: str) -> None:
+    def exists(self, run_id: str) -> bool:
+        from mlflow.exceptions import MlflowException
+
+        try:
+            self.client.get_run(run_id)
+        except MlflowException:
+            return False
+        return True
+
+    def resume(self, run_id: str) -> bool:
+        """Set the run RUNNING again; False when this store does not have it (lost, or
+        another --mlruns), so the caller starts a new one instead."""
+        if not self.exists(run_id):
+            return False
         self.client.update_run(run_id, status="RUNNING")
+        return True
+
+    def fail_if_present(self, run_ids: list[str]) -> None:
+        """Mark runs FAILED, skipping any this store does not have."""
+        for run_id in run_ids:
+            if self.exists(run_id):
+                self.client.set_terminated(run_id, status="FAILED")
 
     def log_params(self, run_id: str, params: Mapping[str, Any]) -> None:
         from mlflow.entities import Param

@@ -18,6 +18,7 @@ from sqlalchemy import Engine
 from app.config import ExtractConfig, Settings
 from app.errors import AnalysisUnavailable, AppError, UnknownName
 from app.pipeline.common import check_extract_config, open_db, progress_bar
+from app.pipeline.lifecycle import Lifecycle
 from app.store.db import session_scope
 
 Say = Callable[[str], None]
@@ -59,20 +60,62 @@ def analyze(
     force: bool = False,
     on_event: Say | None = None,
 ) -> list[RunSummary]:
-    """Run analyses of `model` over `corpus`: one database + MLflow run each."""
+    """Run analyses of `model` over `corpus`: one database + MLflow run each.
+
+    Each run is claimed by this process (a second process asking for the same run is told
+    it is in progress), the forward pass holds no database connection, and each chunk's rows
+    are written with a checkpoint and a heartbeat in one short transaction.
+    """
     from app.analysis.registry import ANALYSES
-    from app.store.corpora import find_corpus
-    from app.store.encoders import find_encoder
-    from app.store.runs import start_run
+    from app.ingest.models import check_device
 
     say = on_event or (lambda message: None)
     unknown = [name for name in analyses if name not in ANALYSES]
     if unknown:
         raise UnknownName("analysis", unknown[0], list(ANALYSES))
     db = open_db(settings)
-    from app.ingest.models import check_device
-
     check_device(config.device)
+    work = Lifecycle(settings, db, "analysis", say)
+    try:
+        summaries, target, configs = _start_runs(db, analyses, model, corpus, config, force, work)
+    except BaseException:
+        work.abandon()
+        raise
+    work.settle()
+    for summary in summaries.values():
+        if summary.state == "done":
+            say(
+                f"{summary.analysis}: run {summary.run_id} already finished for this model, corpus and "
+                "config (use --force to redo)"
+            )
+    # One pass per (forward or gradient mode, overflow rule): analyses in a pass share inputs.
+    passes: dict[tuple[str, str], list[str]] = {}
+    for name in analyses:
+        if summaries[name].state != "done":
+            mode = "gradients" if ANALYSES[name].cls.needs_gradients else "forward"
+            passes.setdefault((mode, configs[name].overflow), []).append(name)
+    with work.guard():
+        for (mode, _overflow), names in passes.items():
+            batch = [summaries[name] for name in names]
+            _run_pass(settings, db, target, configs[names[0]], batch, mode=mode, say=say, work=work)
+    return [summaries[name] for name in analyses]
+
+
+def _start_runs(
+    db: Engine,
+    analyses: Sequence[str],
+    model: str,
+    corpus: str,
+    config: ExtractConfig,
+    force: bool,
+    work: Lifecycle,
+) -> tuple[dict[str, RunSummary], _Target, dict[str, ExtractConfig]]:
+    """Find or create (and claim) each analysis' run, in one transaction."""
+    from app.analysis.registry import ANALYSES
+    from app.store.corpora import find_corpus
+    from app.store.encoders import find_encoder
+    from app.store.runs import start_run
+
     with session_scope(db) as session:
         encoder = find_encoder(session, model)
         corpus_row = find_corpus(session, corpus)
@@ -97,7 +140,15 @@ def analyze(
         }
         summaries: dict[str, RunSummary] = {}
         for name in analyses:
-            handle = start_run(session, encoder, corpus_row, name, configs[name], force=force)
+            handle = start_run(
+                session,
+                encoder,
+                corpus_row,
+                name,
+                configs[name],
+                force=force,
+                claim=lambda row: work.claim(session, row),
+            )
             summaries[name] = RunSummary(
                 handle.run.id,
                 name,
@@ -106,44 +157,7 @@ def analyze(
                 handle.state,
                 mlflow_run_id=handle.run.mlflow_run_id,
             )
-    for summary in summaries.values():
-        if summary.state == "done":
-            say(
-                f"{summary.analysis}: run {summary.run_id} already finished for this model, corpus and "
-                "config (use --force to redo)"
-            )
-    # One pass per (forward or gradient mode, overflow rule): analyses in a pass share inputs.
-    passes: dict[tuple[str, str], list[str]] = {}
-    for name in analyses:
-        if summaries[name].state != "done":
-            mode = "gradients" if ANALYSES[name].cls.needs_gradients else "forward"
-            passes.setdefault((mode, configs[name].overflow), []).append(name)
-    for (mode, _overflow), names in passes.items():
-        batch = [summaries[name] for name in names]
-        try:
-            _run_pass(settings, db, target, configs[names[0]], batch, mode=mode, say=say)
-        except BaseException as error:
-            _mark_failed(settings, db, batch, error)
-            raise
-    return [summaries[name] for name in analyses]
-
-
-def _mark_failed(
-    settings: Settings, db: Engine, summaries: list[RunSummary], error: BaseException
-) -> None:
-    """Record the failure on the database and MLflow runs; checkpoints stay for a resume."""
-    from app.store.runs import fail_run
-
-    with session_scope(db) as session:
-        for summary in summaries:
-            fail_run(session, summary.run_id, f"{type(error).__name__}: {error}")
-    started = [summary.mlflow_run_id for summary in summaries if summary.mlflow_run_id]
-    if started:
-        from app.tracking import Tracker
-
-        tracker = Tracker(settings)
-        for mlflow_id in started:
-            tracker.finish(mlflow_id, failed=True)
+    return summaries, target, configs
 
 
 def _run_pass(
@@ -155,6 +169,7 @@ def _run_pass(
     *,
     mode: str,
     say: Say,
+    work: Lifecycle,
 ) -> None:
     from app.analysis.registry import ANALYSES
     from app.extract.align import Aligner, Skipped
@@ -207,6 +222,7 @@ def _run_pass(
                     f"{done_upto[summary.analysis]} of {len(encoded)} segments"
                 )
             _open_mlflow_run(session, tracker, settings, target, config, summary, info)
+            work.mlflow[summary.run_id] = summary.mlflow_run_id  # type: ignore[assignment]
 
     engine = AttentionEngine(
         loaded.model,
@@ -239,6 +255,7 @@ def _run_pass(
                         accumulators[name].state_dict(),
                     )
                     done_upto[name] = chunk_start + len(chunk)
+                work.heartbeat(session)
         with session_scope(db) as session:
             for name in names:
                 for rows in accumulators[name].finish():
@@ -246,6 +263,7 @@ def _run_pass(
                         session, rows.table, rows.columns, constants={"run_id": run_ids[name]}
                     )
                 finish_run(session, run_ids[name], n_segments=len(encoded), skipped=skipped.counts)
+            work.finish(session, list(run_ids.values()))
     finally:
         progress.close()
     for summary in summaries:
@@ -293,8 +311,11 @@ def _open_mlflow_run(
     from app.store.schema import Run
 
     if summary.mlflow_run_id is not None:
-        tracker.resume(summary.mlflow_run_id)
-        return
+        if tracker.resume(summary.mlflow_run_id):
+            return
+        # The MLflow store lost the run (or this is another --mlruns): a new MLflow run,
+        # linked to the same database run; metrics are logged once, at the end.
+        summary.mlflow_run_id = None
     summary.mlflow_run_id = tracker.start(
         experiment=f"headlens/{target.corpus}",
         run_name=f"{summary.analysis}:{target.model}",

@@ -23,6 +23,7 @@ from sqlalchemy import Engine, select
 from app.config import ExtractConfig, Settings
 from app.errors import AppError, UnknownName
 from app.pipeline.common import check_extract_config, check_layers, open_db, progress_bar
+from app.pipeline.lifecycle import Lifecycle
 from app.store.db import session_scope
 
 Say = Callable[[str], None]
@@ -218,20 +219,18 @@ def probe(settings: Settings, kind: str, *, model: str | None, train: str, dev: 
                 "hidden_layer": hidden_layer if kind == "structural" else None,
                 "vectors": vectors_path, "max_tokens": extract.max_tokens,
                 "probe": config.as_params() if config else None}
-    state = _start(db, identity, force)
+    work = Lifecycle(settings, db, "probe", say)
+    try:
+        state = _start(db, identity, force, work)
+    except BaseException:
+        work.abandon()
+        raise
+    work.settle()
     if state.done:
         return state.result
-    try:
-        result = _train_and_score(settings, db, kind, model, identity, config, layers, hidden_layer, vectors_path,
-                                  extract, state, say)
-    except BaseException as error:
-        _finish(db, state.result.probe_run_id, status="failed", error=f"{type(error).__name__}: {error}")
-        if state.result.mlflow_run_id:
-            from app.tracking import Tracker
-
-            Tracker(settings).finish(state.result.mlflow_run_id, failed=True)
-        raise
-    return result
+    with work.guard():
+        return _train_and_score(settings, db, kind, model, identity, config, layers, hidden_layer, vectors_path,
+                                extract, state, say, work)
 
 
 @dataclass
@@ -240,7 +239,7 @@ class _State:
     done: bool
 
 
-def _start(db: Engine, identity: dict[str, Any], force: bool) -> _State:
+def _start(db: Engine, identity: dict[str, Any], force: bool, work: Lifecycle) -> _State:
     from app.store.corpora import find_corpus, utcnow
     from app.store.encoders import find_encoder
     from app.store.schema import ProbeRun
@@ -266,11 +265,13 @@ def _start(db: Engine, identity: dict[str, Any], force: bool) -> _State:
             )
             session.add(row)
             session.flush()
+        work.claim(session, row)
         row.status, row.started_at, row.error, row.mlflow_run_id = "running", utcnow(), None, None
         return _State(ProbeResult(row.id, row.kind, identity["model"], "new", metric), False)
 
 
-def _finish(db: Engine, probe_run_id: int, **values: Any) -> None:
+def _finish(db: Engine, probe_run_id: int, work: Lifecycle | None = None, **values: Any) -> None:
+    """Update the probe run's row (with a heartbeat; releasing the claim once it is done)."""
     from app.store.corpora import utcnow
     from app.store.schema import ProbeRun
 
@@ -279,11 +280,15 @@ def _finish(db: Engine, probe_run_id: int, **values: Any) -> None:
         for key, value in values.items():
             setattr(row, key, value)
         row.finished_at = utcnow()  # type: ignore[union-attr]
+        if work is not None:
+            work.heartbeat(session)
+            if values.get("status") == "done":
+                work.finish(session, [probe_run_id])
 
 
 def _train_and_score(settings: Settings, db: Engine, kind: str, model: str | None, identity: dict[str, Any],  # type: ignore[no-untyped-def]
                      config, layers, hidden_layer, vectors_path, extract: ExtractConfig, state: _State,
-                     say: Say) -> ProbeResult:
+                     say: Say, work: Lifecycle) -> ProbeResult:
     from app.analysis import probes
     from app.ingest.vectors import load_vectors
     from app.tracking import Tracker
@@ -310,7 +315,8 @@ def _train_and_score(settings: Settings, db: Engine, kind: str, model: str | Non
         params={**{k: v for k, v in identity.items() if k != "probe"}, **(config.as_params() if config else {}), **sizes},
         tags={"headlens.probe_run_id": str(result.probe_run_id), "headlens.probe": kind, "headlens.db": settings.db_url},
     )
-    _finish(db, result.probe_run_id, mlflow_run_id=result.mlflow_run_id, status="running")
+    work.mlflow[result.probe_run_id] = result.mlflow_run_id
+    _finish(db, result.probe_run_id, work, mlflow_run_id=result.mlflow_run_id, status="running")
 
     if kind == "right_branching":
         dev_score, _ = probes.right_branching_uas(data["dev"])
@@ -321,6 +327,8 @@ def _train_and_score(settings: Settings, db: Engine, kind: str, model: str | Non
             tracker.log_metrics(result.mlflow_run_id, {"train_loss": log.train_loss, f"dev_{config.metric}": log.dev_score},  # type: ignore[arg-type]
                                 step=log.epoch)
             say(f"{label} epoch {log.epoch}: train loss {log.train_loss:.3f}, dev {config.metric} {log.dev_score:.1f}")
+            with session_scope(db) as session:
+                work.heartbeat(session)
 
         trained = probes.train_probe(config, data["train"], data["dev"], on_epoch=on_epoch)
         dev_score, _ = probes.evaluate(trained, data["dev"])
@@ -335,7 +343,7 @@ def _train_and_score(settings: Settings, db: Engine, kind: str, model: str | Non
         (Path(scratch) / "probe.json").write_text(json.dumps({**identity, "excluded": excluded}, indent=1, default=str))
         tracker.log_artifact(result.mlflow_run_id, Path(scratch) / "probe.json")  # type: ignore[arg-type]
     tracker.finish(result.mlflow_run_id)  # type: ignore[arg-type]
-    _finish(db, result.probe_run_id, status="done", dev_score=dev_score, test_score=test_score,
+    _finish(db, result.probe_run_id, work, status="done", dev_score=dev_score, test_score=test_score,
             n_train_words=sizes["n_train_words"], n_test_words=n_test, best_epoch=best_epoch)
     result.dev_score, result.test_score, result.n_test_words = dev_score, test_score, n_test
     result.best_epoch, result.excluded = best_epoch, excluded

@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 import json
 import subprocess
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
@@ -53,7 +54,7 @@ def result_tables() -> list[str]:
     return [
         name
         for name, table in Base.metadata.tables.items()
-        if "run_id" in table.c and name != "run_checkpoints"
+        if "run_id" in table.c and name not in ("run_checkpoints", "run_claims")
     ]
 
 
@@ -71,7 +72,10 @@ def start_run(
     config: ExtractConfig,
     *,
     force: bool = False,
+    claim: Callable[[Run], None] | None = None,
 ) -> RunHandle:
+    """Find or create the run of this identity; `claim(run)` is called on every run that
+    will be computed, before it changes (it raises when a live process holds the run)."""
     existing = session.scalar(
         select(Run).where(
             Run.encoder_id == encoder.id,
@@ -82,8 +86,11 @@ def start_run(
     )
     if existing is not None and existing.status == "done" and not force:
         return RunHandle(existing, "done")
+    if existing is not None and claim is not None:
+        claim(existing)
     if existing is not None and force:
         clear_results(session, existing.id)
+        existing.mlflow_run_id = None  # a redo is a new MLflow run
     if existing is not None:
         state: RunState = "new" if force else "resume"
         existing.status = "running"
@@ -105,6 +112,8 @@ def start_run(
     )
     session.add(run)
     session.flush()
+    if claim is not None:
+        claim(run)
     return RunHandle(run, "new")
 
 
