@@ -147,7 +147,7 @@ def _start_runs(
                 name,
                 configs[name],
                 force=force,
-                claim=lambda row: work.claim(session, row),
+                claim=lambda row, fresh: work.claim(session, row, fresh=fresh),
             )
             summaries[name] = RunSummary(
                 handle.run.id,

@@ -53,9 +53,12 @@ class Lifecycle:
 
     # ------------------------------------------------------------------ claim
 
-    def claim(self, session: Any, row: Any) -> None:
-        """Claim `row` (a Run or ProbeRun) inside the caller's start transaction."""
-        was_running = row.status == "running"
+    def claim(self, session: Any, row: Any, *, fresh: bool = False) -> None:
+        """Claim `row` (a Run or ProbeRun) inside the caller's start transaction.
+
+        `fresh`: the row was created in this transaction (no earlier attempt to check).
+        """
+        was_running = row.status == "running" and not fresh
         stale = claims.claim(session, self.kind, row.id, LABELS[self.kind])
         reason = None
         if stale is not None:

@@ -251,6 +251,7 @@ def _start(db: Engine, identity: dict[str, Any], force: bool, work: Lifecycle) -
         if row is not None and row.status == "done" and not force:
             return _State(ProbeResult(row.id, row.kind, identity["model"], "done", row.metric, row.dev_score,
                                       row.test_score, row.n_test_words, row.best_epoch, row.mlflow_run_id), True)
+        fresh = row is None
         if row is None:
             row = ProbeRun(
                 kind=identity["kind"],
@@ -265,7 +266,7 @@ def _start(db: Engine, identity: dict[str, Any], force: bool, work: Lifecycle) -
             )
             session.add(row)
             session.flush()
-        work.claim(session, row)
+        work.claim(session, row, fresh=fresh)
         row.status, row.started_at, row.error, row.mlflow_run_id = "running", utcnow(), None, None
         return _State(ProbeResult(row.id, row.kind, identity["model"], "new", metric), False)
 

@@ -72,10 +72,10 @@ def start_run(
     config: ExtractConfig,
     *,
     force: bool = False,
-    claim: Callable[[Run], None] | None = None,
+    claim: Callable[[Run, bool], None] | None = None,
 ) -> RunHandle:
-    """Find or create the run of this identity; `claim(run)` is called on every run that
-    will be computed, before it changes (it raises when a live process holds the run)."""
+    """Find or create the run of this identity; `claim(run, fresh)` is called on every run
+    that will be computed, before it changes (it raises when a live process holds the run)."""
     existing = session.scalar(
         select(Run).where(
             Run.encoder_id == encoder.id,
@@ -87,7 +87,7 @@ def start_run(
     if existing is not None and existing.status == "done" and not force:
         return RunHandle(existing, "done")
     if existing is not None and claim is not None:
-        claim(existing)
+        claim(existing, False)
     if existing is not None and force:
         clear_results(session, existing.id)
         existing.mlflow_run_id = None  # a redo is a new MLflow run
@@ -113,7 +113,7 @@ def start_run(
     session.add(run)
     session.flush()
     if claim is not None:
-        claim(run)
+        claim(run, True)
     return RunHandle(run, "new")
 
 
