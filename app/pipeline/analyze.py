@@ -178,6 +178,7 @@ def _run_pass(
     from app.pipeline.contexts import load_context
     from app.store.corpora import segment_inputs
     from app.store.runs import finish_run, load_checkpoint, save_checkpoint
+    from app.store.schema import Run
     from app.store.write import insert_rows
     from app.tracking import Tracker
 
@@ -221,9 +222,15 @@ def _run_pass(
                     f"{summary.analysis}: resuming run {summary.run_id} after "
                     f"{done_upto[summary.analysis]} of {len(encoded)} segments"
                 )
-            _open_mlflow_run(session, tracker, settings, target, config, summary, info)
-            work.mlflow[summary.run_id] = summary.mlflow_run_id  # type: ignore[assignment]
 
+    # MLflow outside any database transaction: a first use of a store takes seconds, and
+    # DuckDB's lock must only be held while writing.
+    for summary in summaries:
+        _open_mlflow_run(tracker, settings, target, config, summary, info)
+        work.mlflow[summary.run_id] = summary.mlflow_run_id  # type: ignore[assignment]
+    with session_scope(db) as session:
+        for summary in summaries:
+            session.get(Run, summary.run_id).mlflow_run_id = summary.mlflow_run_id  # type: ignore[union-attr]
     engine = AttentionEngine(
         loaded.model,
         pad_id=loaded.tokenizer.pad_token_id or 0,
@@ -299,7 +306,6 @@ def _gradient_feed(engine, loaded, config: ExtractConfig):  # type: ignore[no-un
 
 
 def _open_mlflow_run(
-    session,
     tracker,
     settings: Settings,
     target: _Target,
@@ -307,9 +313,7 @@ def _open_mlflow_run(
     summary: RunSummary,
     info,
 ) -> None:  # type: ignore[no-untyped-def]
-    """Start (or resume) the MLflow run of an analysis and link it with the database run."""
-    from app.store.schema import Run
-
+    """Start (or resume) the MLflow run of an analysis (the caller links it to the database run)."""
     if summary.mlflow_run_id is not None:
         if tracker.resume(summary.mlflow_run_id):
             return
@@ -335,4 +339,3 @@ def _open_mlflow_run(
             "headlens.db": settings.db_url,
         },
     )
-    session.get(Run, summary.run_id).mlflow_run_id = summary.mlflow_run_id
