@@ -850,9 +850,6 @@ def mlflow_ui(context: click.Context, port: int) -> None:
 
     Example: headlens mlflow-ui --port 5000
     """
-    import os
-    import subprocess
-
     settings = settings_of(context)
     settings.mlruns_dir.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
@@ -873,7 +870,45 @@ def mlflow_ui(context: click.Context, port: int) -> None:
         "1",
     ]
     click.echo(f"MLflow UI on http://127.0.0.1:{port} (Ctrl-C stops it)")
-    sys.exit(subprocess.call(command, env=env))
+    sys.exit(serve_until_stopped(command, env))
+
+
+def serve_until_stopped(command: list[str], env: dict[str, str]) -> int:
+    """Run a server in its own process group and take the whole group down with us.
+
+    Ctrl-C, SIGTERM or SIGHUP to headlens stops the server and its workers; without this,
+    `mlflow ui`'s workers outlive a terminated headlens and keep the port.
+    """
+    import signal
+    import subprocess
+
+    server = subprocess.Popen(command, env=env, start_new_session=True)
+
+    def stop(signum: int, _frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    for signum in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, stop)
+    try:
+        return server.wait()
+    except KeyboardInterrupt:
+        return 0
+    finally:
+        if server.poll() is None:
+            for signum, grace in ((signal.SIGTERM, 10.0), (signal.SIGKILL, 5.0)):
+                try:
+                    os.killpg(server.pid, signum)
+                except ProcessLookupError:
+                    break
+                try:
+                    server.wait(timeout=grace)
+                    break
+                except subprocess.TimeoutExpired:
+                    continue
+        try:  # workers left in the group after the leader exited
+            os.killpg(server.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
 
 
 def main() -> None:
