@@ -60,13 +60,15 @@ def translate_errors(function: Callable[..., Any]) -> Callable[..., Any]:
 
 def one_line(error: BaseException) -> str:
     """The message of an exception that escaped every command, as one line."""
-    if isinstance(error, OSError) and error.errno == errno.ENOSPC:
-        where = f" ({error.filename})" if error.filename else ""
-        return (
-            f"no space left on device{where}: what was committed is intact; free space and "
-            "rerun the same command to resume"
-        )
     text = " ".join(str(error).split()) or type(error).__name__
+    full = isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EFBIG)
+    markers = ("No space left on device", "File too large", "database or disk is full")
+    if full or any(marker in text for marker in markers):
+        where = f" ({error.filename})" if isinstance(error, OSError) and error.filename else ""
+        return (
+            f"no space left on device (or over the file size limit){where}: what was committed "
+            "is intact; free space and rerun the same command to resume"
+        )
     if isinstance(error, AppError):
         return text
     if len(text) > 300:
@@ -775,9 +777,14 @@ def runs(context: click.Context, limit: int) -> None:
     Example: headlens runs --limit 10
     """
     from app.pipeline import run_query
+    from app.pipeline.common import open_db_read_only
+    from app.pipeline.lifecycle import abandoned
     from app.report.tables import render
 
-    click.echo(render(run_query(settings_of(context), "runs", params={"limit": limit})))
+    settings = settings_of(context)
+    click.echo(render(run_query(settings, "runs", params={"limit": limit})))
+    for line in abandoned(open_db_read_only(settings)):
+        click.echo(line, err=True)
 
 
 # ------------------------------------------------------------------------- report

@@ -218,3 +218,25 @@ def test_an_mlflow_store_that_lost_the_run_is_reconciled(ready) -> None:  # type
     (forced,) = pipeline.analyze(ready, ["surface"], model="tiny", corpus="lines", config=CONFIG, force=True)
     assert forced.mlflow_run_id not in (None, summary.mlflow_run_id)
     assert MlflowClient(tracking_uri=ready.mlflow_uri).get_run(forced.mlflow_run_id).info.status == "FINISHED"
+
+
+def test_runs_names_runs_that_no_live_process_computes(ready) -> None:  # type: ignore[no-untyped-def]
+    from click.testing import CliRunner
+
+    from app.cli import cli
+    from app.store.corpora import find_corpus
+    from app.store.encoders import find_encoder
+    from app.store.runs import start_run
+
+    with session_scope(make_engine(ready.db_url)) as session:
+        run_id = start_run(
+            session, find_encoder(session, "tiny"), find_corpus(session, "lines"), "surface", CONFIG
+        ).run.id
+    pid = dead_pid()
+    _claim_for(ready, run_id, "analysis", pid, socket.gethostname())
+    result = CliRunner().invoke(cli, ["--db", ready.db_url, "runs"])
+    assert result.exit_code == 0, result.output
+    assert f"run {run_id} is marked running but process {pid} on {socket.gethostname()}" in result.output
+    # A reader changes nothing: the run is still as the dead process left it.
+    with session_scope(make_engine(ready.db_url, read_only=True)) as session:
+        assert session.get(Run, run_id).status == "running"

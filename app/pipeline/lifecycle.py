@@ -142,3 +142,31 @@ class Lifecycle:
         except BaseException as error:
             self.fail(error)
             raise
+
+
+def abandoned(db: Engine) -> list[str]:
+    """Read-only: runs marked running that no live process computes, one line each.
+
+    A reader cannot fix them (it never writes); the next command that claims one fails
+    it in the database and MLflow and takes it over.
+    """
+    from sqlalchemy import select
+
+    from app.store.schema import RunClaim
+
+    lines = []
+    with session_scope(db) as session:
+        held = {(claim.kind, claim.run_id): claim for claim in session.scalars(select(RunClaim))}
+        for kind, label in LABELS.items():
+            model = _model(kind)
+            for row in session.scalars(select(model).where(model.status == "running")):
+                claim = held.get((kind, row.id))
+                if claim is not None and claims.liveness(claim):
+                    continue
+                who = f"process {claim.pid} on {claim.host}" if claim else "no process"
+                command = "headlens analyze" if kind == "analysis" else "headlens probe"
+                lines.append(
+                    f"{label} {row.id} is marked running but {who} is computing it: the next "
+                    f"`{command}` of it marks it failed and resumes it"
+                )
+    return lines
