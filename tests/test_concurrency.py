@@ -146,3 +146,66 @@ def test_an_identical_analysis_is_told_who_holds_it_and_a_killed_run_is_taken_ov
         run = session.get(Run, run_id)
         assert run.status == "done" and run.mlflow_run_id != mlflow_id
         assert client.get_run(run.mlflow_run_id).info.status == "FINISHED"
+
+
+HOLD_LOCK = """
+import sys, duckdb
+connection = duckdb.connect(sys.argv[1])
+print("locked", flush=True)
+sys.stdin.read()  # until the test closes our stdin
+connection.close()
+"""
+
+
+def _holder(settings: Settings) -> subprocess.Popen:
+    path = settings.db_url.removeprefix("duckdb:///")
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLD_LOCK, path],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
+    return holder
+
+
+def _cli(settings: Settings, *args: str) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "app", "--db", settings.db_url, *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(REPO_ROOT)},
+    )
+
+
+def test_a_held_lock_is_waited_for_naming_the_holder_and_readers_run_side_by_side(settings: Settings) -> None:
+    holder = _holder(settings)
+    readers = [_cli(settings, "query", "--sql", "select count(*) as n from runs") for _ in range(3)]
+    readers.append(_cli(settings, "runs"))
+    for reader in readers:  # each says whom it waits for, then keeps waiting
+        assert reader.stdout is not None
+        line = reader.stdout.readline()
+        assert line.startswith(f"waiting for the database lock held by process {holder.pid}"), line
+    holder.communicate("")  # release the lock
+    for reader in readers:
+        code, output = finish(reader, timeout=120)
+        assert code == 0 and "Traceback" not in output, output
+    # Nobody holds it now: readers side by side, no waiting.
+    readers = [_cli(settings, "query", "--sql", "select 1 as one") for _ in range(4)]
+    for reader in readers:
+        code, output = finish(reader, timeout=120)
+        assert code == 0 and "waiting" not in output, output
+
+
+def test_a_lock_held_past_the_wait_is_one_line(settings: Settings) -> None:
+    holder = _holder(settings)
+    try:
+        code, output = finish(_cli(settings, "--lock-wait", "1", "runs"), timeout=120)
+    finally:
+        holder.kill()
+        holder.wait()
+    assert code == 1
+    assert output.strip().splitlines()[-1].startswith("Error: ")
+    assert f"is locked by process {holder.pid} (waited 1 s)" in output and "--lock-wait" in output
+    assert "Traceback" not in output
