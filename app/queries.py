@@ -154,6 +154,7 @@ def execute(engine: Engine, sql: str, params: dict[str, Any], *, commit: bool = 
 
 
 _READ_ONLY_MARKERS = (
+    "cannot insert multiple commands into a prepared statement",
     "read-only",
     "read only",
     "readonly",

@@ -114,6 +114,19 @@ def make_engine(url: str, *, read_only: bool = False) -> Engine:
     def _wait_for_lock(dialect, _record, cargs, cparams):  # type: ignore[no-untyped-def]
         return connect_waiting(lambda: dialect.connect(*cargs, **cparams), where, wait=wait)
 
+    if read_only and engine.dialect.name == "postgresql":
+        # One statement per execute: with several, `SET TRANSACTION READ WRITE; ...; COMMIT`
+        # would escape the read-only default. A prepared statement holds exactly one.
+        @event.listens_for(engine, "do_execute")
+        def _one_statement(cursor, statement, parameters, _context):  # type: ignore[no-untyped-def]
+            cursor.execute(statement, parameters, prepare=True)
+            return True
+
+        @event.listens_for(engine, "do_execute_no_params")
+        def _one_statement_no_params(cursor, statement, _context):  # type: ignore[no-untyped-def]
+            cursor.execute(statement, prepare=True)
+            return True
+
     if engine.dialect.name == "sqlite":
         # SQLite enforces foreign keys only when asked, per connection.
         @event.listens_for(engine, "connect")
