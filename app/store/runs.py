@@ -2,7 +2,8 @@
 
 A run is keyed by (encoder, corpus, analysis, config hash). Starting a run that is done is
 a no-op; starting one that is running or failed resumes it from its checkpoint, which is
-written in the same transaction as the rows it covers, so the two always agree.
+written in the same transaction as the rows it covers, so the two always agree. Who may
+resume it (claims, failure) is pipeline/lifecycle.py's job, shared with probes.
 """
 
 from __future__ import annotations
@@ -167,14 +168,6 @@ def finish_run(session: Session, run_id: int, *, n_segments: int, skipped: dict[
     checkpoint = session.get(RunCheckpoint, run_id)
     if checkpoint is not None:
         session.delete(checkpoint)
-
-
-def fail_run(session: Session, run_id: int, error: str) -> None:
-    run = session.get(Run, run_id)
-    if run is not None:
-        run.status = "failed"
-        run.error = error[:2000]
-        run.finished_at = utcnow()
 
 
 def latest_run(
