@@ -240,3 +240,24 @@ def test_runs_names_runs_that_no_live_process_computes(ready) -> None:  # type: 
     # A reader changes nothing: the run is still as the dead process left it.
     with session_scope(make_engine(ready.db_url, read_only=True)) as session:
         assert session.get(Run, run_id).status == "running"
+
+
+def test_liveness_of_a_claim(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from datetime import timedelta
+
+    from app.store.claims import liveness
+    from app.store.corpora import utcnow
+
+    now, host = utcnow(), socket.gethostname()
+
+    def claim(pid: int, host: str, age_s: float) -> RunClaim:
+        beat = now - timedelta(seconds=age_s)
+        return RunClaim(kind="analysis", run_id=1, pid=pid, host=host, claimed_at=beat, heartbeat_at=beat)
+
+    monkeypatch.setenv("HEADLENS_STALE_AFTER", "60")
+    assert liveness(claim(os.getppid(), host, 5), now)  # a live process here
+    assert not liveness(claim(dead_pid(), host, 5), now)  # its process is gone
+    assert not liveness(claim(os.getppid(), host, 120), now)  # silent too long: a reused PID
+    assert liveness(claim(1, "elsewhere", 5), now)  # another host: only the heartbeat counts
+    assert not liveness(claim(1, "elsewhere", 120), now)
+    assert not liveness(claim(os.getpid(), host, 5), now)  # ours, but no longer held

@@ -68,13 +68,17 @@ class Stale:
 
 
 def liveness(claim: RunClaim, now: datetime | None = None) -> bool:
-    """Is the claiming process still at work?"""
+    """Is the claiming process still at work?
+
+    Same host: its PID must exist (and, against PID reuse, have beaten recently); another
+    host: its heartbeat must be recent.
+    """
+    fresh = ((now or utcnow()) - claim.heartbeat_at).total_seconds() < stale_after()
     if claim.host == this_host():
         if claim.pid == os.getpid():
             return (claim.kind, claim.run_id) in _HELD
-        return _pid_alive(claim.pid)
-    age = ((now or utcnow()) - claim.heartbeat_at).total_seconds()
-    return age < stale_after()
+        return fresh and _pid_alive(claim.pid)
+    return fresh
 
 
 def claim(session: Session, kind: str, run_id: int, label: str) -> Stale | None:
