@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import delete, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from app.errors import AppError, RunInProgress
@@ -110,7 +111,13 @@ def claim(session: Session, kind: str, run_id: int, label: str) -> Stale | None:
                 heartbeat_at=now,
             )
         )
-    session.flush()  # a concurrent claim of the same run fails here, on the primary key
+    try:
+        session.flush()  # a concurrent claim of the same run fails here, on the primary key
+    except IntegrityError:
+        raise RunInProgress(
+            f"{label} {run_id} was claimed by another process a moment ago: wait for it to "
+            "finish, then rerun to use its result"
+        ) from None
     _HELD.add((kind, run_id))
     return stale
 
