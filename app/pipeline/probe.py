@@ -19,9 +19,10 @@ from typing import Any
 
 import numpy as np
 from sqlalchemy import Engine, select
+from sqlalchemy.exc import IntegrityError
 
 from app.config import ExtractConfig, Settings
-from app.errors import AppError, UnknownName
+from app.errors import AppError, RunInProgress, UnknownName
 from app.pipeline.common import check_extract_config, check_layers, open_db, progress_bar
 from app.pipeline.lifecycle import Lifecycle
 from app.store.db import session_scope
@@ -265,7 +266,13 @@ def _start(db: Engine, identity: dict[str, Any], force: bool, work: Lifecycle) -
                 status="running", metric=metric, started_at=utcnow(),
             )
             session.add(row)
-            session.flush()
+            try:
+                session.flush()
+            except IntegrityError:  # another process created the same probe a moment ago
+                raise RunInProgress(
+                    "this probe was just started by another process: wait for it to finish, "
+                    "then rerun to use its result"
+                ) from None
         work.claim(session, row, fresh=fresh)
         row.status, row.started_at, row.error, row.mlflow_run_id = "running", utcnow(), None, None
         return _State(ProbeResult(row.id, row.kind, identity["model"], "new", metric), False)

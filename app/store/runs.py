@@ -17,11 +17,12 @@ from typing import Literal
 
 import numpy as np
 from sqlalchemy import delete, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from app import __version__
 from app.config import REPO_ROOT, ExtractConfig
-from app.errors import RunNotFound
+from app.errors import RunInProgress, RunNotFound
 from app.store.corpora import utcnow
 from app.store.schema import Base, Corpus, Encoder, Run, RunCheckpoint
 
@@ -112,7 +113,13 @@ def start_run(
         code_version=code_version(),
     )
     session.add(run)
-    session.flush()
+    try:
+        session.flush()
+    except IntegrityError:  # another process created the same run a moment ago
+        raise RunInProgress(
+            f"the {analysis} run of this model, corpus and config was just started by another "
+            "process: wait for it to finish, then rerun to use its result"
+        ) from None
     if claim is not None:
         claim(run, True)
     return RunHandle(run, "new")
