@@ -48,11 +48,6 @@ def store_corpus(session: Session, data: CorpusData) -> StoredCorpus:
             f"ingest it under another NAME (`headlens ingest corpus {data.name}-2 ...`), "
             f"or keep using {data.name!r} as stored"
         )
-        if existing.sha256 != data.sha256:
-            raise AppError(
-                f"a different corpus named {data.name!r} is already stored (checksum "
-                f"{existing.sha256[:12]}... vs {data.sha256[:12]}...); {other_name}"
-            )
         stored = json.loads(existing.config_json or "{}")
         changed = {
             key: (stored[key], value)
@@ -63,6 +58,11 @@ def store_corpus(session: Session, data: CorpusData) -> StoredCorpus:
             listing = ", ".join(f"{key} {old} (now {new})" for key, (old, new) in sorted(changed.items()))
             raise AppError(
                 f"corpus {data.name!r} is already stored with other options: {listing}; {other_name}"
+            )
+        if existing.sha256 != data.sha256:
+            raise AppError(
+                f"a different corpus named {data.name!r} is already stored (checksum "
+                f"{existing.sha256[:12]}... vs {data.sha256[:12]}...); {other_name}"
             )
         return StoredCorpus(existing, created=False)
     segments = data.segments
