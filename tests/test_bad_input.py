@@ -14,6 +14,7 @@ from sqlalchemy import text
 
 from app.cli import cli
 from app.config import Settings
+from app.ingest.coref import GAP_COLUMNS
 from app.store.db import make_engine
 from tests.conftest import FIXTURES
 
@@ -373,3 +374,16 @@ def test_disk_full_is_one_line_that_says_the_run_resumes(ready: Settings, monkey
         "no space left on device",
         "rerun the same command to resume",
     )
+
+
+@pytest.mark.parametrize(
+    ("fmt", "body"),
+    [("corefud", ""), ("conll2012", "\n\n"), ("gap", "\t".join(GAP_COLUMNS) + "\n")],
+)
+def test_an_empty_coreference_file_is_refused(settings: Settings, tmp_path: Path, fmt: str, body: str) -> None:
+    path = tmp_path / f"empty.{fmt}"
+    path.write_text(body)
+    before = snapshot(settings)
+    args = ["ingest", "corpus", "e", "--format", fmt, "--path", str(path), "--heads", "rule"]
+    refused(run(settings, *args), f"empty.{fmt}", "no documents")
+    assert snapshot(settings) == before
