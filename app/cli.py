@@ -6,7 +6,9 @@ command runs, so `headlens --help` answers at once.
 
 from __future__ import annotations
 
+import errno
 import functools
+import os
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -16,6 +18,28 @@ import click
 from app import __version__
 from app.config import DEFAULT_MODEL, PAPER_MAX_TOKENS, ExtractConfig, Settings
 from app.errors import AppError
+
+# Every option's range, in one place (a test checks that every numeric option uses one).
+COUNT = click.IntRange(min=1)  # sizes and counts: 0 or less would compute nothing
+INDEX = click.IntRange(min=0)  # 0-based layers, seeds
+TOKENS = click.IntRange(min=3)  # [CLS] + one word piece + [SEP]; the encoder's cap is checked later
+RATE = click.FloatRange(min=0, min_open=True)
+PORT = click.IntRange(1, 65535)
+SECONDS = click.FloatRange(min=0)
+
+
+class Device(click.ParamType):
+    """A torch device name; whether it exists here is checked when the model loads."""
+
+    name = "device"
+    PATTERN = r"(cpu|cuda|mps|xpu|hpu|npu|meta)(:\d+)?"
+
+    def convert(self, value: Any, param: Any, ctx: Any) -> str:
+        import re
+
+        if not re.fullmatch(self.PATTERN, str(value)):
+            self.fail(f"{value!r} is not a torch device (cpu, cuda, cuda:N, mps, xpu)", param, ctx)
+        return str(value)
 
 
 def translate_errors(function: Callable[..., Any]) -> Callable[..., Any]:
@@ -34,6 +58,63 @@ def translate_errors(function: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
+def one_line(error: BaseException) -> str:
+    """The message of an exception that escaped every command, as one line."""
+    text = " ".join(str(error).split()) or type(error).__name__
+    full = isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EFBIG)
+    markers = ("No space left on device", "File too large", "database or disk is full")
+    if full or any(marker in text for marker in markers):
+        where = f" ({error.filename})" if isinstance(error, OSError) and error.filename else ""
+        return (
+            f"no space left on device (or over the file size limit){where}: what was committed "
+            "is intact; free space and rerun the same command to resume"
+        )
+    if isinstance(error, AppError):
+        return text
+    if len(text) > 300:
+        text = text[:300] + "..."
+    return f"{type(error).__name__}: {text} (rerun with --debug for the traceback)"
+
+
+def _wants_debug(args: list[str] | None) -> bool:
+    words = sys.argv[1:] if args is None else list(args)
+    return "--debug" in words or os.environ.get("HEADLENS_DEBUG", "") not in ("", "0")
+
+
+class HeadlensGroup(click.Group):
+    """The CLI boundary: every error becomes one line and an exit status, unless --debug."""
+
+    def main(self, args: Any = None, prog_name: str | None = None, **extra: Any) -> Any:  # type: ignore[override]
+        extra.pop("standalone_mode", None)
+        debug = _wants_debug(args)
+        try:
+            return super().main(args, prog_name, standalone_mode=False, **extra)
+        except click.exceptions.Exit as done:
+            sys.exit(done.exit_code)
+        except click.ClickException as error:
+            if debug and error.__cause__ is not None:
+                raise
+            hint = ""
+            if isinstance(error, click.UsageError) and error.ctx is not None:
+                hint = f" (see `{error.ctx.command_path} --help`)"
+            click.echo(f"Error: {' '.join(error.format_message().split())}{hint}", err=True)
+            sys.exit(error.exit_code)
+        except click.Abort as error:
+            cause = error.__cause__ or error.__context__
+            if isinstance(cause, KeyboardInterrupt) or cause is None:
+                click.echo("interrupted: rerun the same command to resume", err=True)
+                sys.exit(130)
+            if debug:
+                raise
+            click.echo(f"Error: {one_line(cause)}", err=True)
+            sys.exit(1)
+        except Exception as error:  # noqa: BLE001 - the boundary: nothing escapes as a traceback
+            if debug:
+                raise
+            click.echo(f"Error: {one_line(error)}", err=True)
+            sys.exit(1)
+
+
 def settings_of(context: click.Context) -> Settings:
     return context.find_object(Settings)  # type: ignore[return-value]
 
@@ -45,7 +126,10 @@ def lab_of(context: click.Context):  # type: ignore[no-untyped-def]
     return Lab.from_settings(settings_of(context))
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.group(
+    cls=HeadlensGroup,
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+)
 @click.version_option(__version__, prog_name="headlens")
 @click.option(
     "--db",
@@ -70,6 +154,13 @@ def lab_of(context: click.Context):  # type: ignore[no-untyped-def]
     metavar="URI",
     help="MLflow tracking server, e.g. http://host:5000 [env MLFLOW_TRACKING_URI; default: the store in --mlruns]",
 )
+@click.option(
+    "--lock-wait",
+    type=SECONDS,
+    metavar="SECONDS",
+    help="how long to wait for another process's DuckDB lock [env HEADLENS_LOCK_WAIT; default 300]",
+)
+@click.option("--debug", is_flag=True, help="show the full traceback of an error")
 @click.pass_context
 def cli(
     context: click.Context,
@@ -78,6 +169,8 @@ def cli(
     mlruns: str | None,
     cache_dir: str | None,
     mlflow_uri: str | None,
+    lock_wait: float | None,
+    debug: bool,
 ) -> None:
     """headlens: what does each attention head of a Transformer encoder do?
 
@@ -93,6 +186,8 @@ def cli(
       headlens query surface_by_layer
     Or all of it: headlens reproduce
     """
+    if lock_wait is not None:
+        os.environ["HEADLENS_LOCK_WAIT"] = str(lock_wait)
     context.obj = Settings.resolve(
         db=db, mlruns=mlruns, data_dir=data_dir, cache_dir=cache_dir, mlflow_uri=mlflow_uri
     )
@@ -118,6 +213,22 @@ def db_upgrade(context: click.Context, revision: str) -> None:
     lab = lab_of(context)
     current = lab.upgrade(revision)
     click.echo(f"{lab.settings.db_url}: schema at revision {current}")
+
+
+@db.command("downgrade")
+@click.argument("revision")
+@click.pass_context
+@translate_errors
+def db_downgrade(context: click.Context, revision: str) -> None:
+    """Undo migrations down to REVISION ("base" removes every table and its data).
+
+    Example: headlens db downgrade 0005
+    """
+    from app.store.db import downgrade
+
+    settings = settings_of(context)
+    current = downgrade(settings.db_url, revision)
+    click.echo(f"{settings.db_url}: schema at revision {current}")
 
 
 @db.command("current")
@@ -148,7 +259,7 @@ def ingest() -> None:
 @click.option(
     "--random-init",
     "random_init",
-    type=int,
+    type=INDEX,
     metavar="SEED",
     help="store a randomly initialised copy of the architecture (the paper's control)",
 )
@@ -211,15 +322,15 @@ def ingest_model(
 @click.option(
     "--segments",
     "n_segments",
-    type=int,
+    type=COUNT,
     default=1000,
     show_default=True,
     help="wiki-segments: how many",
 )
-@click.option("--seed", type=int, default=0, show_default=True, help="wiki-segments: sampling seed")
+@click.option("--seed", type=INDEX, default=0, show_default=True, help="wiki-segments: sampling seed")
 @click.option(
     "--max-tokens",
-    type=int,
+    type=TOKENS,
     default=PAPER_MAX_TOKENS,
     show_default=True,
     help="wiki-segments, coreference: word-piece budget per segment",
@@ -323,7 +434,11 @@ def datasets_list(context: click.Context) -> None:
     lab = lab_of(context)
     for row in lab.datasets().itertuples():
         click.echo(f"{row.name:22} {row.state:8} {row.files:4} file(s)  {row.description}")
-    click.echo(f"data directory: {lab.settings.data_dir}")
+        if row.problem:
+            click.echo(f"{row.name}: {row.problem}", err=True)
+    click.echo(
+        f"data directory: {lab.settings.data_dir or '(none: pass --data-dir or set HEADLENS_DATA)'}"
+    )
 
 
 @datasets.command("fetch")
@@ -376,12 +491,12 @@ def distribution_options(function: Callable[..., Any]) -> Callable[..., Any]:
 @click.option("--corpus", required=True, help="an ingested corpus")
 @click.option(
     "--max-tokens",
-    type=int,
+    type=TOKENS,
     default=PAPER_MAX_TOKENS,
     show_default=True,
     help="word-piece budget per segment",
 )
-@click.option("--batch-size", type=int, default=16, show_default=True)
+@click.option("--batch-size", type=COUNT, default=16, show_default=True, help="segments per forward pass")
 @click.option(
     "--dtype",
     type=click.Choice(["float32", "bfloat16"]),
@@ -389,7 +504,7 @@ def distribution_options(function: Callable[..., Any]) -> Callable[..., Any]:
     show_default=True,
     help="bfloat16 is ~3.5x faster on AMX CPUs; keep float32 for accuracy tables",
 )
-@click.option("--limit", type=int, help="only the first N segments (a quick look)")
+@click.option("--limit", type=COUNT, help="only the first N segments (a quick look)")
 @click.option(
     "--on-unaligned",
     type=click.Choice(["error", "skip"]),
@@ -397,7 +512,7 @@ def distribution_options(function: Callable[..., Any]) -> Callable[..., Any]:
     show_default=True,
     help="what to do with a segment whose word the tokenizer cannot map",
 )
-@click.option("--device", default="cpu", show_default=True, help="torch device, e.g. cuda")
+@click.option("--device", type=Device(), default="cpu", show_default=True, help="torch device, e.g. cuda")
 @click.option("--force", is_flag=True, help="redo a finished run (its rows are replaced)")
 @distribution_options
 @click.pass_context
@@ -499,7 +614,12 @@ def echo_run(summary: Any) -> None:
     metavar="KEY=VALUE",
     help="a query parameter (repeatable)",
 )
-@click.option("--sql", help="run this SQL instead of a named query")
+@click.option("--sql", help="run this SQL (read-only) instead of a named query")
+@click.option(
+    "--read-write",
+    is_flag=True,
+    help="escape hatch: run --sql on a writable connection with file access (you own the result)",
+)
 @click.option("--model", help="default run_id: the latest run of this model")
 @click.option("--corpus", help="default run_id: the latest run on this corpus")
 @click.option(
@@ -530,8 +650,14 @@ def query(
     list_queries: bool,
     fmt: str,
     output: str | None,
+    read_write: bool,
 ) -> None:
     """Run a named query from queries/ (NAME) or ad-hoc SQL (--sql).
+
+    Queries run on a read-only connection without file access (DuckDB: read_only,
+    enable_external_access=false; SQLite: query_only; PostgreSQL: read-only transactions),
+    so they never block or damage a running analysis. `--sql ... --read-write` is the
+    explicit way to change the database by hand.
 
     \b
     Examples:
@@ -559,9 +685,11 @@ def query(
         if not sep:
             raise click.BadParameter(f"{item!r} is not KEY=VALUE", param_hint="-p")
         bound[key] = queries._literal(value)
+    if read_write and sql is None:
+        raise click.UsageError("--read-write applies to --sql only")
     lab = lab_of(context)
     if sql is not None:
-        frame = lab.sql(sql, **bound)
+        frame = lab.sql(sql, read_write=read_write, **bound)
     else:
         # --model / --corpus pick the default run (and fill a parameter of that name).
         narrow = {key: value for key, value in (("model", model), ("corpus", corpus)) if value}
@@ -597,28 +725,28 @@ def query(
 @click.option(
     "--layer",
     "layers",
-    type=int,
+    type=INDEX,
     multiple=True,
     help="attention probes: only this 0-based layer (repeatable)",
 )
 @click.option(
     "--hidden-layer",
-    type=int,
+    type=INDEX,
     help="structural probe: hidden-state layer (default: 60% of the depth)",
 )
 @click.option(
     "--epochs",
     "max_epochs",
-    type=int,
+    type=COUNT,
     default=10,
     show_default=True,
     help="at most this many epochs",
 )
 @click.option(
-    "--lr", type=float, default=2e-3, show_default=True, help="Adam learning rate (the authors')"
+    "--lr", type=RATE, default=2e-3, show_default=True, help="Adam learning rate (the authors')"
 )
-@click.option("--batch-size", type=int, default=32, show_default=True, help="sentences per step")
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--batch-size", type=COUNT, default=32, show_default=True, help="sentences per step")
+@click.option("--seed", type=INDEX, default=0, show_default=True)
 @click.option(
     "--vectors", type=click.Path(), help="a GloVe text file instead of the packaged GloVe 6B 50-d"
 )
@@ -698,7 +826,7 @@ def probe(
 
 
 @cli.command()
-@click.option("--limit", type=int, default=30, show_default=True)
+@click.option("--limit", type=COUNT, default=30, show_default=True)
 @click.option(
     "--relog",
     is_flag=True,
@@ -712,9 +840,12 @@ def runs(context: click.Context, limit: int, relog: bool) -> None:
     Example: headlens runs --limit 10
     Example: headlens --mlflow-uri http://mlflow.lab:5000 runs --relog
     """
+    from app.pipeline.common import open_db_read_only
+    from app.pipeline.lifecycle import abandoned
     from app.report.tables import render
 
     settings = settings_of(context)
+    lab = lab_of(context)
     if relog:
         from app.pipeline.relog import relog as relog_runs
 
@@ -724,11 +855,13 @@ def runs(context: click.Context, limit: int, relog: bool) -> None:
                        + (f" (MLflow run {item.mlflow_run_id})" if item.mlflow_run_id else ""))
         if not done:
             click.echo("nothing to relog: MLflow has every run")
-    click.echo(render(lab_of(context).runs(limit)))
-    pending = lab_of(context).sql("select count(*) as n from mlflow_backlog").iloc[0]["n"]
+    click.echo(render(lab.runs(limit)))
+    pending = lab.sql("select count(*) as n from mlflow_backlog").iloc[0]["n"]
     if pending and not relog:
         click.echo(f"{pending} run(s) or probe(s) not logged to MLflow ({settings.mlflow_uri}): "
                    "`headlens runs --relog` logs them")
+    for line in abandoned(open_db_read_only(settings)):
+        click.echo(line, err=True)
 
 
 # ------------------------------------------------------------------------- report
@@ -776,7 +909,7 @@ def report(
 @click.option("--open", "open_page", is_flag=True, help="open the page in a web browser")
 @click.option(
     "--min-arcs",
-    type=int,
+    type=INDEX,
     default=100,
     show_default=True,
     help="relations with fewer arcs are left out (the paper's 100)",
@@ -839,16 +972,13 @@ def reproduce(context: click.Context, quick: bool, dtype: str) -> None:
 
 
 @cli.command("mlflow-ui")
-@click.option("--port", type=int, default=5000, show_default=True)
+@click.option("--port", type=PORT, default=5000, show_default=True)
 @click.pass_context
 def mlflow_ui(context: click.Context, port: int) -> None:
     """Serve the MLflow UI over this project's store on 127.0.0.1.
 
     Example: headlens mlflow-ui --port 5000
     """
-    import os
-    import subprocess
-
     settings = settings_of(context)
     if not settings.mlflow_is_local:  # a team's tracking server serves its own UI
         click.echo(f"the runs are on the MLflow server {settings.mlflow_uri}: open it in a browser")
@@ -872,7 +1002,45 @@ def mlflow_ui(context: click.Context, port: int) -> None:
         "1",
     ]
     click.echo(f"MLflow UI on http://127.0.0.1:{port} (Ctrl-C stops it)")
-    sys.exit(subprocess.call(command, env=env))
+    sys.exit(serve_until_stopped(command, env))
+
+
+def serve_until_stopped(command: list[str], env: dict[str, str]) -> int:
+    """Run a server in its own process group and take the whole group down with us.
+
+    Ctrl-C, SIGTERM or SIGHUP to headlens stops the server and its workers; without this,
+    `mlflow ui`'s workers outlive a terminated headlens and keep the port.
+    """
+    import signal
+    import subprocess
+
+    server = subprocess.Popen(command, env=env, start_new_session=True)
+
+    def stop(signum: int, _frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    for signum in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, stop)
+    try:
+        return server.wait()
+    except KeyboardInterrupt:
+        return 0
+    finally:
+        if server.poll() is None:
+            for signum, grace in ((signal.SIGTERM, 10.0), (signal.SIGKILL, 5.0)):
+                try:
+                    os.killpg(server.pid, signum)
+                except ProcessLookupError:
+                    break
+                try:
+                    server.wait(timeout=grace)
+                    break
+                except subprocess.TimeoutExpired:
+                    continue
+        try:  # workers left in the group after the leader exited
+            os.killpg(server.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
 
 
 def main() -> None:

@@ -60,3 +60,31 @@ class QueryError(AppError):
 
 class DatabaseUnavailable(AppError):
     """The database server cannot be reached; the message names host, port and database."""
+
+
+class SchemaAhead(AppError):
+    """The database was migrated by a newer headlens: upgrade headlens, or downgrade the database."""
+
+
+class NotADatabase(AppError):
+    """The --db target exists but is not a database of the kind its URL names."""
+
+
+class DatabaseLocked(AppError):
+    """Another process holds the database's write lock for longer than we wait."""
+
+
+class RunInProgress(AppError):
+    """The same run is being computed by a live process: wait for it, never resume it."""
+
+
+class InvalidOption(AppError):
+    """An option value is outside the range that the model or data allow."""
+
+
+class DiskFull(AppError):
+    """The disk filled up while writing; what was committed is intact and the run resumes."""
+
+
+class ModelInvalid(AppError):
+    """A model directory is incomplete or inconsistent; the message names the file and the fix."""

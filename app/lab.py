@@ -99,7 +99,8 @@ class Lab:
         """(the database's schema revision or None when empty, the code's head revision)."""
         from app.store.db import current_revision, head_revision, make_engine
 
-        return current_revision(make_engine(self.settings.db_url)), head_revision()
+        engine = make_engine(self.settings.db_url, read_only=True)
+        return current_revision(engine), head_revision()
 
     # ------------------------------------------------------------------ ingest
 
@@ -152,7 +153,8 @@ class Lab:
         return annotate(self.settings, corpus, name=name)
 
     def datasets(self) -> pd.DataFrame:
-        """The named datasets: whether each is in the data directory (and verified).
+        """The named datasets: whether each is in the data directory ("ok"), not there
+        ("missing") or there but damaged ("invalid", with the `problem`).
 
         >>> lab.datasets().set_index("name").loc["ud-ewt-dev", "state"]
         'missing'
@@ -164,13 +166,14 @@ class Lab:
 
         rows = []
         for name, dataset in registry.registry().items():
+            state, problem = "ok", None
             try:
                 registry.locate(name, self.settings.data_dir)
-                state = "ok"
-            except AppError:
-                state = "missing"
-            rows.append((name, state, len(dataset.files), dataset.description))
-        return pd.DataFrame(rows, columns=["name", "state", "files", "description"])
+            except AppError as error:
+                missing = "is not under" in str(error) or not self.settings.data_dir
+                state, problem = ("missing", None) if missing else ("invalid", str(error))
+            rows.append((name, state, len(dataset.files), dataset.description, problem))
+        return pd.DataFrame(rows, columns=["name", "state", "files", "description", "problem"])
 
     def fetch(self, dataset: str) -> list[Path]:
         """Download the missing files of a named dataset into the data directory, verified."""
@@ -269,8 +272,10 @@ class Lab:
         model, corpus = params.get("model"), params.get("corpus")
         return run_query(self.settings, name, params=params, model=model, corpus=corpus)
 
-    def sql(self, text: str, /, **params: Any) -> pd.DataFrame:
-        """Ad-hoc SQL over the database (`:name` parameters as keyword arguments).
+    def sql(self, text: str, /, *, read_write: bool = False, **params: Any) -> pd.DataFrame:
+        """Ad-hoc SQL over the database (`:name` parameters as keyword arguments), on a
+        read-only connection without file access; `read_write=True` is the explicit escape
+        hatch for SQL that changes the database.
 
         >>> lab.sql("select name, n_layers from encoders where name = :name", name="tiny")
            name  n_layers
@@ -278,7 +283,7 @@ class Lab:
         """
         from app.pipeline import run_query
 
-        return run_query(self.settings, None, sql=text, params=params)
+        return run_query(self.settings, None, sql=text, params=params, read_write=read_write)
 
     def runs(self, limit: int = 30) -> pd.DataFrame:
         """Analysis runs, newest first: status, timings, segments, MLflow run ids.

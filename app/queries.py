@@ -95,6 +95,22 @@ def bind_names(sql: str) -> set[str]:
     return set(text(sql).compile().params)
 
 
+def check_params(query: Query, given: dict[str, Any]) -> None:
+    """Refuse a parameter the query does not take (a typo would otherwise be ignored)."""
+    # model / corpus narrow the default run (`--model`, `Lab.query(model=...)`).
+    known = set(query.params) | bind_names(query.sql) | {"model", "corpus"}
+    unknown = sorted(set(given) - known)
+    if unknown:
+        import difflib
+
+        guesses = difflib.get_close_matches(unknown[0], sorted(known), n=1)
+        guess = f" (did you mean -p {guesses[0]}=...?)" if guesses else ""
+        raise QueryError(
+            f"query {query.name!r} has no parameter {unknown[0]!r}{guess}; it takes: "
+            f"{', '.join(sorted(known)) or 'none'}"
+        )
+
+
 def default_params(
     engine: Engine, query: Query, given: dict[str, Any], *, model: str | None, corpus: str | None
 ) -> dict[str, Any]:
@@ -116,16 +132,35 @@ def default_params(
     return {key: value for key, value in params.items() if key in needed}
 
 
-def execute(engine: Engine, sql: str, params: dict[str, Any]):  # type: ignore[no-untyped-def]
-    """Run SQL and return a pandas DataFrame."""
+def execute(engine: Engine, sql: str, params: dict[str, Any], *, commit: bool = False):  # type: ignore[no-untyped-def]
+    """Run SQL and return a pandas DataFrame (`commit=True`: keep what the SQL changed)."""
     import pandas as pd
 
     try:
-        with engine.connect() as connection:
+        with engine.begin() if commit else engine.connect() as connection:
             result = connection.execute(text(sql), params)
+            if not result.returns_rows:
+                return pd.DataFrame({"rows affected": [result.rowcount]})
             frame = pd.DataFrame(result.fetchall(), columns=list(result.keys()))
             # Nullable integers stay integers (an int column with a NULL would become float).
             return frame.convert_dtypes(convert_string=False, convert_boolean=False)
     except Exception as error:  # noqa: BLE001 - any database error becomes one line
         message = str(getattr(error, "orig", error)).strip().splitlines()[0]
+        if any(marker in message for marker in _READ_ONLY_MARKERS):
+            raise QueryError(
+                f"query refused: queries are read-only and cannot touch files ({message}); "
+                "to change the database by hand use `headlens query --sql ... --read-write`"
+            ) from error
         raise QueryError(f"query failed: {message}") from error
+
+
+_READ_ONLY_MARKERS = (
+    "cannot insert multiple commands into a prepared statement",
+    "read-only",
+    "read only",
+    "readonly",
+    "query_only",
+    "file system operations are disabled",
+    "Cannot change",
+    "configuration has been locked",
+)

@@ -120,8 +120,19 @@ class Tracker:
         return True
 
     @_tolerant
-    def resume(self, run_id: str) -> None:
+    def resume(self, run_id: str) -> bool:
+        """Set the run RUNNING again; False when this store does not have it (lost, or
+        another --mlruns), so the caller starts a new one instead."""
+        if not self.exists(run_id):
+            return False
         self.client.update_run(run_id, status="RUNNING")
+        return True
+
+    def fail_if_present(self, run_ids: list[str]) -> None:
+        """Mark runs FAILED, skipping any this store does not have."""
+        for run_id in run_ids:
+            if self.exists(run_id):
+                self.client.set_terminated(run_id, status="FAILED")
 
     @_tolerant
     def log_params(self, run_id: str, params: Mapping[str, Any]) -> None:

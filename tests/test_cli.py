@@ -100,7 +100,7 @@ def test_a_session_through_the_cli(settings, tiny_bert: Path, tmp_path: Path) ->
 
 def test_mlflow_ui_serves_this_projects_store_on_localhost(settings, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     launched: list[list[str]] = []
-    monkeypatch.setattr("subprocess.call", lambda command, env: launched.append(command) or 0)
+    monkeypatch.setattr("app.cli.serve_until_stopped", lambda command, env: launched.append(command) or 0)
     result = run(settings, "mlflow-ui", "--port", "5123")
     assert result.exit_code == 0 and "http://127.0.0.1:5123" in result.output
     (command,) = launched

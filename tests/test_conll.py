@@ -112,7 +112,7 @@ def test_ingest_is_idempotent_and_refuses_a_different_corpus_under_the_same_name
     assert _counts(engine) == (1, 3, 10, 10)
     from app.errors import AppError
 
-    with pytest.raises(AppError, match="another --name"):
+    with pytest.raises(AppError, match="another NAME"):
         pipeline.ingest_corpus(settings, "toy", fmt="conllx", path=str(FIXTURES / "toy.conllx"))
 
 

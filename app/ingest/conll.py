@@ -47,6 +47,38 @@ def _parse_head(value: str, path: Path, line: int) -> int | None | str:
     return None if head == 0 else head - 1
 
 
+def check_tree(heads: Sequence[int | None], lines: Sequence[int], path: str) -> None:
+    """One root, no word its own head, no cycle: otherwise every head score is wrong.
+
+    `heads` are 0-based (None = the root); the error names the line of the first bad word.
+    """
+    roots = [index for index, head in enumerate(heads) if head is None]
+    for index, head in enumerate(heads):
+        if head == index:
+            raise CorpusFormatError(path, lines[index], f"word {index + 1} is its own head")
+    if len(roots) > 1:
+        raise CorpusFormatError(
+            path,
+            lines[roots[1]],
+            f"several roots: words {', '.join(str(r + 1) for r in roots)} have HEAD 0 "
+            "(a tree has exactly one)",
+        )
+    for start in range(len(heads)):
+        seen: set[int] = set()
+        node: int | None = start
+        while node is not None:
+            if node in seen:
+                raise CorpusFormatError(
+                    path,
+                    lines[node],
+                    f"the heads form a cycle through word {node + 1} (no path to the root)",
+                )
+            seen.add(node)
+            node = heads[node]
+    if not roots:
+        raise CorpusFormatError(path, lines[0], "no root: no word has HEAD 0")
+
+
 class _SentenceBuilder:
     def __init__(self, path: Path, fmt: ConllFormat):
         self.path, self.format = path, fmt
@@ -117,6 +149,7 @@ class _SentenceBuilder:
                     raise CorpusFormatError(
                         str(self.path), line, "DEPREL is missing where HEAD is given"
                     )
+            check_tree(self.heads, self.lines, str(self.path))  # type: ignore[arg-type]
             words = [
                 Word(w.form, w.lemma, w.upos, w.xpos, head=h, deprel=w.deprel)  # type: ignore[arg-type]
                 for w, h in zip(words, self.heads)
@@ -175,12 +208,16 @@ def read_dependency_corpus(name: str, paths: Sequence[Path], fmt: ConllFormat) -
     documents: list[Document] = []
     for path in paths:
         current: Document | None = None
+        n_sentences = 0
         for sentence in read_conll(path, fmt):
             doc_name = sentence.doc_id or path.name
             if current is None or current.name != doc_name:
                 current = Document(name=doc_name, segments=[])
                 documents.append(current)
             current.segments.append(sentence_segment(sentence, f"{path.name}:{sentence.line}"))
+            n_sentences += 1
+        if not n_sentences:
+            raise CorpusFormatError(str(path), None, f"no sentences: not a {fmt.upper()} treebank")
     has_dependencies = any(
         word.deprel is not None for doc in documents for seg in doc.segments for word in seg.words
     )

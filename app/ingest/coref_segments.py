@@ -16,7 +16,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Literal
 
-from app.errors import UnknownName
+from app.errors import CorpusFormatError, UnknownName
 from app.ingest.conll import combined_sha256
 from app.ingest.coref import (
     READERS,
@@ -287,7 +287,10 @@ def read_coref_corpus(
         raise UnknownName("coreference format", fmt, list(READERS))
     documents, dropped, has_dependencies = [], Counter(), False
     for path in paths:
-        for doc in READERS[fmt](path):
+        read = READERS[fmt](path)
+        if not read:
+            raise CorpusFormatError(str(path), None, f"no documents: not a {fmt} corpus")
+        for doc in read:
             has_dependencies |= any(w.deprel is not None for s in doc.sentences for w in s)
             doc = find_mention_heads(doc, parse=parse)
             segments, counts = segment_document(

@@ -14,6 +14,7 @@ import gzip
 import hashlib
 import json
 import urllib.request
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import cache
@@ -75,26 +76,46 @@ def open_text(path: Path) -> IO[str]:
 
 def numbered_lines(path: Path) -> Iterator[tuple[int, str]]:
     """(line number, line without its end) of a text file; unreadable or non-UTF-8 input is
-    a CorpusFormatError naming the file (and the line)."""
+    a CorpusFormatError naming the file (and the line).
+
+    Lines are decoded one by one (a text-mode reader decodes in blocks and would blame the
+    wrong line), and a UTF-8 byte-order mark at the start of the file is dropped.
+    """
     line_number = 0
+    opener = gzip.open if path.suffix == ".gz" else open
     try:
-        with open_text(path) as handle:
+        with opener(path, "rb") as handle:  # type: ignore[operator]
             for line_number, raw in enumerate(handle, start=1):
-                yield line_number, raw.rstrip("\r\n")
-    except UnicodeDecodeError as error:
+                try:
+                    line = raw.decode("utf-8")
+                except UnicodeDecodeError as error:
+                    raise CorpusFormatError(
+                        str(path),
+                        line_number,
+                        f"not UTF-8 text (byte 0x{raw[error.start]:02x} at column "
+                        f"{error.start + 1}: {error.reason}); convert the file with iconv",
+                    ) from None
+                if line_number == 1:
+                    line = line.removeprefix("\ufeff")
+                yield line_number, line.rstrip("\r\n")
+    except (OSError, EOFError, zlib.error) as error:
         raise CorpusFormatError(
-            str(path), line_number + 1, f"not UTF-8 text ({error.reason})"
+            str(path), None, f"cannot read after line {line_number}: {error} (truncated or corrupt?)"
         ) from None
-    except (OSError, EOFError) as error:
-        raise CorpusFormatError(str(path), None, f"cannot read: {error}") from None
 
 
 def content_sha256(path: Path) -> str:
+    """SHA-256 of the (decompressed) content; a truncated or corrupt .gz is a DatasetError."""
     digest = hashlib.sha256()
     opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rb") as handle:  # type: ignore[operator]
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
+    try:
+        with opener(path, "rb") as handle:  # type: ignore[operator]
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+    except (OSError, EOFError, zlib.error) as error:
+        raise DatasetError(
+            f"{path}: cannot read ({error}); the file is truncated or corrupt: fetch it again"
+        ) from None
     return digest.hexdigest()
 
 

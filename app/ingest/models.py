@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from app.errors import ModelNotFound, UnknownName
+from app.errors import ModelInvalid, ModelNotFound, UnknownName
 
 WEIGHT_FILES = (
     "model.safetensors",
@@ -109,7 +109,20 @@ def resolve_model_path(name: str, path: str | Path | None, cache_dir: Path) -> P
     return directory
 
 
+# Files a tokenizer is built from; without one, transformers builds an empty vocabulary
+# and every word silently becomes [UNK].
+TOKENIZER_FILES = (
+    "tokenizer.json",
+    "vocab.txt",
+    "vocab.json",
+    "spiece.model",
+    "sentencepiece.bpe.model",
+    "tokenizer.model",
+)
+
+
 def check_model_dir(directory: Path) -> None:
+    """The cheap checks: the directory, config.json, weights and tokenizer files exist."""
     if not directory.is_dir():
         raise ModelNotFound(f"no model directory at {directory}; {HUB_HINT}")
     if not (directory / "config.json").is_file():
@@ -118,6 +131,66 @@ def check_model_dir(directory: Path) -> None:
         )
     if not any((directory / name).is_file() for name in WEIGHT_FILES):
         raise ModelNotFound(f"{directory} has no weights ({', '.join(WEIGHT_FILES)}); {HUB_HINT}")
+    if not any((directory / name).is_file() for name in TOKENIZER_FILES):
+        raise ModelInvalid(
+            f"{directory} has no tokenizer files ({', '.join(TOKENIZER_FILES)}): every word "
+            "would become [UNK]; copy the tokenizer files of the checkpoint into the directory"
+        )
+
+
+def _read_config(directory: Path):  # type: ignore[no-untyped-def]
+    """config.json parsed and understood by transformers, or a one-line ModelInvalid."""
+    from transformers import AutoConfig
+
+    path = directory / "config.json"
+    try:
+        json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        line = getattr(error, "lineno", None)
+        where = f"{path}:{line}" if line else str(path)
+        reason = getattr(error, "msg", None) or getattr(error, "reason", str(error))
+        raise ModelInvalid(f"{where}: not valid JSON ({reason}); restore the checkpoint's config.json") from None
+    try:
+        config = AutoConfig.from_pretrained(str(directory), local_files_only=True)
+    except (ValueError, KeyError, OSError) as error:
+        first = " ".join(str(error).split()).split(". ")[0][:200]
+        raise ModelInvalid(
+            f"{path}: transformers cannot read this config ({first}); "
+            "check model_type, or upgrade transformers"
+        ) from None
+    hidden, heads = getattr(config, "hidden_size", None), getattr(config, "num_attention_heads", None)
+    if isinstance(hidden, int) and isinstance(heads, int) and (heads < 1 or hidden % heads):
+        raise ModelInvalid(
+            f"{path}: hidden_size {hidden} is not divisible by num_attention_heads {heads}; "
+            "the config does not match any trainable encoder"
+        )
+    return config
+
+
+def check_weights_readable(directory: Path) -> None:
+    """Every weight file opens and is complete (a truncated copy is refused, not half-loaded)."""
+    for name in WEIGHT_FILES:
+        path = directory / name
+        if not path.is_file():
+            continue
+        try:
+            if name == "model.safetensors":
+                from safetensors import safe_open
+
+                with safe_open(str(path), framework="pt") as handle:
+                    list(handle.keys())
+            elif name == "pytorch_model.bin":
+                with zipfile.ZipFile(path) as archive:
+                    bad = archive.testzip()
+                if bad is not None:
+                    raise ValueError(f"corrupt member {bad}")
+            else:
+                json.loads(path.read_text(encoding="utf-8"))["weight_map"]
+        except Exception as error:  # noqa: BLE001 - safetensors, zipfile and json differ
+            first = " ".join(str(error).split())[:200]
+            raise ModelInvalid(
+                f"{path}: weights unreadable ({first}); the file is truncated or corrupt: copy it again"
+            ) from None
 
 
 def weights_sha256(directory: Path) -> str:
@@ -184,12 +257,29 @@ def load_tokenizer(directory: Path):  # type: ignore[no-untyped-def]
 
 
 def inspect_encoder(directory: Path, tokenizer=None) -> EncoderInfo:  # type: ignore[no-untyped-def]
-    """Read shape, special tokens and casing from the files, without loading weights."""
-    _offline()
-    from transformers import AutoConfig
+    """Read shape, special tokens and casing from the files, without loading weights.
 
-    config = AutoConfig.from_pretrained(str(directory), local_files_only=True)
+    Also the checks that must pass before anything is stored: config readable and
+    consistent, weights complete, a tokenizer with a real vocabulary that fits the
+    embedding table.
+    """
+    _offline()
+    check_model_dir(directory)
+    config = _read_config(directory)
+    check_weights_readable(directory)
     tokenizer = tokenizer or load_tokenizer(directory)
+    vocab_size = getattr(config, "vocab_size", None)
+    if isinstance(vocab_size, int) and len(tokenizer) > vocab_size:
+        raise ModelInvalid(
+            f"{directory}: the tokenizer has {len(tokenizer)} tokens but the model's embedding "
+            f"table only {vocab_size}; the tokenizer files belong to another model"
+        )
+    probe = tokenizer.tokenize("the")
+    if probe and all(piece == tokenizer.unk_token for piece in probe):
+        raise ModelInvalid(
+            f"{directory}: the tokenizer maps 'the' to {tokenizer.unk_token}: its vocabulary is "
+            "empty or missing; copy the checkpoint's tokenizer files into the directory"
+        )
     keys = _weight_keys(directory)
     architectures = " ".join(config.architectures or [])
     has_mlm = any(marker in key for key in keys for marker in MLM_KEY_MARKERS) or (
@@ -212,6 +302,20 @@ def inspect_encoder(directory: Path, tokenizer=None) -> EncoderInfo:  # type: ig
         has_mlm_head=has_mlm,
         special_tokens=specials,
     )
+
+
+def check_device(device: str) -> None:
+    """A torch device that exists on this machine, or a one-line InvalidOption."""
+    import torch
+
+    from app.errors import InvalidOption
+
+    try:
+        torch.empty(1, device=device)
+    except (RuntimeError, AssertionError, ValueError) as error:
+        first = " ".join(str(error).split())[:160]
+        cuda = "cuda available" if torch.cuda.is_available() else "no cuda on this machine"
+        raise InvalidOption(f"--device {device} is not usable here ({first}); {cuda}: try --device cpu") from None
 
 
 @dataclass
@@ -243,6 +347,7 @@ def load_encoder(
     check_model_dir(directory)
     tokenizer = load_tokenizer(directory)
     info = inspect_encoder(directory, tokenizer)
+    check_device(device)
     model_class = AutoModelForMaskedLM if masked_lm else AutoModel
     torch_dtype = {"float32": torch.float32, "bfloat16": torch.bfloat16}[dtype]
     try:

@@ -17,7 +17,8 @@ from sqlalchemy import Engine
 
 from app.config import ExtractConfig, Settings
 from app.errors import AnalysisUnavailable, AppError, UnknownName
-from app.pipeline.common import open_db, progress_bar
+from app.pipeline.common import check_extract_config, open_db, progress_bar
+from app.pipeline.lifecycle import Lifecycle
 from app.store.db import refresh_statistics, session_scope
 
 if TYPE_CHECKING:
@@ -89,19 +90,70 @@ def _analyze(
     on_event: Say | None,
     distribute: Distribute | None,
 ) -> list[RunSummary]:
+    """Each run is claimed by this process (a second process asking for the same run is told
+    it is in progress), the forward pass holds no database connection, and each chunk's rows
+    are written with a checkpoint and a heartbeat in one short transaction.
+    """
     from app.analysis.registry import ANALYSES
-    from app.store.corpora import find_corpus
-    from app.store.encoders import find_encoder
-    from app.store.runs import start_run
+    from app.ingest.models import check_device
 
     say = on_event or (lambda message: None)
     unknown = [name for name in analyses if name not in ANALYSES]
     if unknown:
         raise UnknownName("analysis", unknown[0], list(ANALYSES))
     db = open_db(settings)
+    check_device(config.device)
+    work = Lifecycle(settings, db, "analysis", say)
+    try:
+        summaries, target, configs = _start_runs(db, analyses, model, corpus, config, force, work)
+    except BaseException:
+        work.abandon()
+        raise
+    work.settle()
+    for summary in summaries.values():
+        if summary.state == "done":
+            say(
+                f"{summary.analysis}: run {summary.run_id} already finished for this model, corpus and "
+                "config (use --force to redo)"
+            )
+    # One pass per (forward or gradient mode, overflow rule): analyses in a pass share inputs.
+    passes: dict[tuple[str, str], list[str]] = {}
+    for name in analyses:
+        if summaries[name].state != "done":
+            mode = "gradients" if ANALYSES[name].cls.needs_gradients else "forward"
+            passes.setdefault((mode, configs[name].overflow), []).append(name)
+    with work.guard():
+        for (mode, _overflow), names in passes.items():
+            batch = [summaries[name] for name in names]
+            if distribute is None:
+                _run_pass(settings, db, target, configs[names[0]], batch, mode=mode, say=say, work=work)
+            else:
+                from app.pipeline.distributed import run_pass_on_workers
+
+                run_pass_on_workers(settings, db, target, configs[names[0]], batch, mode=mode,
+                                    say=say, work=work, distribute=distribute)
+    return [summaries[name] for name in analyses]
+
+
+def _start_runs(
+    db: Engine,
+    analyses: Sequence[str],
+    model: str,
+    corpus: str,
+    config: ExtractConfig,
+    force: bool,
+    work: Lifecycle,
+) -> tuple[dict[str, RunSummary], _Target, dict[str, ExtractConfig]]:
+    """Find or create (and claim) each analysis' run, in one transaction."""
+    from app.analysis.registry import ANALYSES
+    from app.store.corpora import find_corpus
+    from app.store.encoders import find_encoder
+    from app.store.runs import start_run
+
     with session_scope(db) as session:
         encoder = find_encoder(session, model)
         corpus_row = find_corpus(session, corpus)
+        check_extract_config(config, encoder)
         target = _Target(
             model, corpus, corpus_row.id, Path(encoder.source), encoder.init, encoder.has_mlm_head
         )
@@ -122,7 +174,15 @@ def _analyze(
         }
         summaries: dict[str, RunSummary] = {}
         for name in analyses:
-            handle = start_run(session, encoder, corpus_row, name, configs[name], force=force)
+            handle = start_run(
+                session,
+                encoder,
+                corpus_row,
+                name,
+                configs[name],
+                force=force,
+                claim=lambda row, fresh: work.claim(session, row, fresh=fresh),
+            )
             summaries[name] = RunSummary(
                 handle.run.id,
                 name,
@@ -131,50 +191,7 @@ def _analyze(
                 handle.state,
                 mlflow_run_id=handle.run.mlflow_run_id,
             )
-    for summary in summaries.values():
-        if summary.state == "done":
-            say(
-                f"{summary.analysis}: run {summary.run_id} already finished for this model, corpus and "
-                "config (use --force to redo)"
-            )
-    # One pass per (forward or gradient mode, overflow rule): analyses in a pass share inputs.
-    passes: dict[tuple[str, str], list[str]] = {}
-    for name in analyses:
-        if summaries[name].state != "done":
-            mode = "gradients" if ANALYSES[name].cls.needs_gradients else "forward"
-            passes.setdefault((mode, configs[name].overflow), []).append(name)
-    for (mode, _overflow), names in passes.items():
-        batch = [summaries[name] for name in names]
-        try:
-            if distribute is None:
-                _run_pass(settings, db, target, configs[names[0]], batch, mode=mode, say=say)
-            else:
-                from app.pipeline.distributed import run_pass_on_workers
-
-                run_pass_on_workers(settings, db, target, configs[names[0]], batch, mode=mode,
-                                    say=say, distribute=distribute)
-        except BaseException as error:
-            _mark_failed(settings, db, batch, error)
-            raise
-    return [summaries[name] for name in analyses]
-
-
-def _mark_failed(
-    settings: Settings, db: Engine, summaries: list[RunSummary], error: BaseException
-) -> None:
-    """Record the failure on the database and MLflow runs; checkpoints stay for a resume."""
-    from app.store.runs import fail_run
-
-    with session_scope(db) as session:
-        for summary in summaries:
-            fail_run(session, summary.run_id, f"{type(error).__name__}: {error}")
-    started = [summary.mlflow_run_id for summary in summaries if summary.mlflow_run_id]
-    if started:
-        from app.tracking import Tracker
-
-        tracker = Tracker(settings)
-        for mlflow_id in started:
-            tracker.finish(mlflow_id, failed=True)
+    return summaries, target, configs
 
 
 def _run_pass(
@@ -186,6 +203,7 @@ def _run_pass(
     *,
     mode: str,
     say: Say,
+    work: Lifecycle,
 ) -> None:
     from app.analysis.registry import ANALYSES
     from app.extract.align import Aligner, Skipped
@@ -243,8 +261,8 @@ def _run_pass(
                     f"{summary.analysis}: resuming run {summary.run_id} after "
                     f"{done_upto[summary.analysis]} of {len(encoded)} segments"
                 )
-            _open_mlflow_run(session, tracker, settings, target, config, summary, info)
 
+    open_mlflow_runs(db, tracker, settings, target, config, summaries, info, work)
     engine = AttentionEngine(
         loaded.model,
         pad_id=loaded.tokenizer.pad_token_id or 0,
@@ -276,6 +294,7 @@ def _run_pass(
                         accumulators[name].state_dict(),
                     )
                     done_upto[name] = chunk_start + len(chunk)
+                work.heartbeat(session)
         with session_scope(db) as session:
             for name in names:
                 for rows in accumulators[name].finish():
@@ -283,27 +302,67 @@ def _run_pass(
                         session, rows.table, rows.columns, constants={"run_id": run_ids[name]}
                     )
                 finish_run(session, run_ids[name], n_segments=len(encoded), skipped=skipped.counts)
+            work.finish(session, list(run_ids.values()))
     finally:
         progress.close()
-    for summary in summaries:
-        summary.summary = accumulators[summary.analysis].summary()
-        summary.n_segments = len(encoded)
-        summary.skipped = dict(skipped.counts)
-        summary.skipped_examples = dict(skipped.examples)
-        metrics = {**summary.summary, "n_segments": len(encoded), "n_skipped": skipped.total}
-        tracker.log_metrics(summary.mlflow_run_id, metrics)  # type: ignore[arg-type]
-        tracker.finish(summary.mlflow_run_id)  # type: ignore[arg-type]
-    _settle_mlflow(db, summaries, tracker.error)
-    refresh_statistics(db)
+    close_mlflow_runs(db, tracker, summaries, accumulators, len(encoded), skipped)
 
 
-def _settle_mlflow(db: Engine, summaries: list[RunSummary], error: str | None) -> None:
-    """Runs MLflow has seen in full leave the backlog; the others stay there, with why."""
-    from app.store.mlflow_backlog import settle
+def open_mlflow_runs(
+    db: Engine,
+    tracker,  # type: ignore[no-untyped-def]
+    settings: Settings,
+    target: _Target,
+    config: ExtractConfig,
+    summaries: list[RunSummary],
+    info,  # type: ignore[no-untyped-def]
+    work: Lifecycle,
+) -> None:
+    """Start (or resume) each run's MLflow run and link it to the database run.
+
+    The runs go on the MLflow backlog first (a tracking server that fails now or later
+    leaves them there for `headlens runs --relog`); MLflow is called outside any database
+    transaction: a first use of a store takes seconds, and DuckDB's lock must only be held
+    while writing.
+    """
+    from app.store.mlflow_backlog import pending
+    from app.store.schema import Run
 
     with session_scope(db) as session:
         for summary in summaries:
-            settle(session, "analysis", summary.run_id, error)
+            pending(session, "analysis", summary.run_id)
+    for summary in summaries:
+        _open_mlflow_run(tracker, settings, target, config, summary, info)
+        work.mlflow[summary.run_id] = summary.mlflow_run_id  # type: ignore[assignment]
+    with session_scope(db) as session:
+        for summary in summaries:
+            session.get(Run, summary.run_id).mlflow_run_id = summary.mlflow_run_id  # type: ignore[union-attr]
+
+
+def close_mlflow_runs(
+    db: Engine,
+    tracker,  # type: ignore[no-untyped-def]
+    summaries: list[RunSummary],
+    accumulators: dict[str, Any],
+    n_segments: int,
+    skipped,  # type: ignore[no-untyped-def]
+) -> None:
+    """Headline numbers onto the summaries and MLflow; runs MLflow has seen in full leave
+    the backlog; PostgreSQL's planner statistics catch up with the bulk writes."""
+    from app.store.mlflow_backlog import settle
+
+    for summary in summaries:
+        summary.summary = accumulators[summary.analysis].summary()
+        summary.n_segments = n_segments
+        summary.skipped = dict(skipped.counts)
+        summary.skipped_examples = dict(skipped.examples)
+        metrics = {**summary.summary, "n_segments": n_segments, "n_skipped": skipped.total}
+        tracker.log_metrics(summary.mlflow_run_id, metrics)  # type: ignore[arg-type]
+        tracker.finish(summary.mlflow_run_id)  # type: ignore[arg-type]
+    with session_scope(db) as session:
+        for summary in summaries:
+            settle(session, "analysis", summary.run_id, tracker.error)
+    refresh_statistics(db)
 
 
 def _gradient_feed(engine, loaded, config: ExtractConfig):  # type: ignore[no-untyped-def]
@@ -329,7 +388,6 @@ def _gradient_feed(engine, loaded, config: ExtractConfig):  # type: ignore[no-un
 
 
 def _open_mlflow_run(
-    session,
     tracker,
     settings: Settings,
     target: _Target,
@@ -337,14 +395,13 @@ def _open_mlflow_run(
     summary: RunSummary,
     info,
 ) -> None:  # type: ignore[no-untyped-def]
-    """Start (or resume) the MLflow run of an analysis and link it with the database run."""
-    from app.store.mlflow_backlog import pending
-    from app.store.schema import Run
-
-    pending(session, "analysis", summary.run_id)
+    """Start (or resume) the MLflow run of an analysis (the caller links it to the database run)."""
     if summary.mlflow_run_id is not None:
-        tracker.resume(summary.mlflow_run_id)
-        return
+        if tracker.resume(summary.mlflow_run_id):
+            return
+        # The MLflow store lost the run (or this is another --mlruns): a new MLflow run,
+        # linked to the same database run; metrics are logged once, at the end.
+        summary.mlflow_run_id = None
     summary.mlflow_run_id = tracker.start(
         experiment=f"headlens/{target.corpus}",
         run_name=f"{summary.analysis}:{target.model}",
@@ -364,4 +421,3 @@ def _open_mlflow_run(
             "headlens.db": settings.db_url,
         },
     )
-    session.get(Run, summary.run_id).mlflow_run_id = summary.mlflow_run_id

@@ -26,6 +26,7 @@ from app.store.db import session_scope
 
 if TYPE_CHECKING:
     from app.pipeline.analyze import RunSummary, Say, _Target
+    from app.pipeline.lifecycle import Lifecycle
 
 
 def plan_shards(n_segments: int, shard_size: int) -> list[tuple[int, int, int]]:
@@ -45,6 +46,7 @@ def run_pass_on_workers(
     *,
     mode: str,
     say: Say,
+    work: Lifecycle,
     distribute: Distribute,
 ) -> None:
     """`analyze`'s pass, on Ray workers; same rows and runs as the single-process pass."""
@@ -52,7 +54,7 @@ def run_pass_on_workers(
     from app.extract.align import Aligner, Skipped
     from app.extract.attention import length_order
     from app.ingest.models import inspect_encoder, load_tokenizer
-    from app.pipeline.analyze import _open_mlflow_run
+    from app.pipeline.analyze import close_mlflow_runs, open_mlflow_runs
     from app.pipeline.cluster import results, shard_context, start_workers, stop_workers
     from app.pipeline.contexts import load_context
     from app.store.corpora import segment_inputs
@@ -107,7 +109,7 @@ def run_pass_on_workers(
             loaded[summary.analysis] = loaded_shards(session, summary.run_id)
             if summary.state == "new":  # fresh or --force: files of an older attempt are stale
                 shutil.rmtree(folders[summary.analysis], ignore_errors=True)
-            _open_mlflow_run(session, tracker, settings, target, config, summary, info)
+    open_mlflow_runs(db, tracker, settings, target, config, summaries, info, work)
 
     contexts = {
         name: load_context(db, ANALYSES[name].context, target.corpus_id)  # type: ignore[arg-type]
@@ -139,6 +141,7 @@ def run_pass_on_workers(
                 with session_scope(db) as session:
                     for name in ready:
                         load_shard(session, shard_folder(folders[name], shard))
+                    work.heartbeat(session)
             rest = [name for name in missing if name not in ready]
             if rest:
                 targets = {
@@ -177,6 +180,7 @@ def run_pass_on_workers(
                     with session_scope(db) as session:
                         for name in task.targets:
                             load_shard(session, Path(task.targets[name][2]))
+                        work.heartbeat(session)
                     progress.update(finished.n_segments)
                     if distribute.after_load is not None:
                         distribute.after_load(finished.shard, finished.worker)
@@ -193,18 +197,12 @@ def run_pass_on_workers(
                     insert_rows(session, rows.table, rows.columns, constants={"run_id": run_ids[name]})
                 finish_run(session, run_ids[name], n_segments=len(encoded), skipped=skipped.counts)
                 accumulators[name] = accumulator
+            work.finish(session, list(run_ids.values()))
     finally:
         progress.close()
     for name in names:
         shutil.rmtree(folders[name], ignore_errors=True)
-    for summary in summaries:
-        summary.summary = accumulators[summary.analysis].summary()
-        summary.n_segments = len(encoded)
-        summary.skipped = dict(skipped.counts)
-        summary.skipped_examples = dict(skipped.examples)
-        metrics = {**summary.summary, "n_segments": len(encoded), "n_skipped": skipped.total}
-        tracker.log_metrics(summary.mlflow_run_id, metrics)  # type: ignore[arg-type]
-        tracker.finish(summary.mlflow_run_id)  # type: ignore[arg-type]
+    close_mlflow_runs(db, tracker, summaries, accumulators, len(encoded), skipped)
 
 
 def features_on_workers(

@@ -83,7 +83,7 @@ def _read_coreference(
         from app.ingest.silver import head_parser, load_parser
 
         parse = head_parser(load_parser())
-    return read_coref_corpus(
+    data = read_coref_corpus(
         name,
         paths,
         fmt,
@@ -92,6 +92,11 @@ def _read_coreference(
         mode=options.segmentation,
         parse=parse,
     )
+    # Options that change mentions or segments are part of what is stored (re-ingesting
+    # with other ones is refused, not silently ignored).
+    data.config["heads"] = options.heads
+    data.config["tokenizer"] = options.tokenizer or DEFAULT_MODEL
+    return data
 
 
 def read_corpus(

@@ -19,10 +19,12 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from sqlalchemy import Engine, select
+from sqlalchemy.exc import IntegrityError
 
 from app.config import ExtractConfig, Settings
-from app.errors import AppError, UnknownName
-from app.pipeline.common import open_db, progress_bar
+from app.errors import AppError, RunInProgress, UnknownName
+from app.pipeline.common import check_extract_config, check_layers, open_db, progress_bar
+from app.pipeline.lifecycle import Lifecycle
 from app.store.db import session_scope
 
 if TYPE_CHECKING:
@@ -252,6 +254,8 @@ def _probe(settings: Settings, kind: str, *, model: str | None, train: str, dev:
         with session_scope(db) as session:
             encoder = find_encoder(session, model)
             n_layers, n_heads = encoder.n_layers, encoder.n_heads
+            check_layers(encoder, layers, hidden_layer)
+            check_extract_config(extract, encoder)
         hidden_layer = default_hidden_layer(n_layers) if hidden_layer is None else hidden_layer
     config = None
     if kind != "right_branching":
@@ -261,20 +265,18 @@ def _probe(settings: Settings, kind: str, *, model: str | None, train: str, dev:
                 "hidden_layer": hidden_layer if kind == "structural" else None,
                 "vectors": vectors_path, "max_tokens": extract.max_tokens,
                 "probe": config.as_params() if config else None}
-    state = _start(db, identity, force)
+    work = Lifecycle(settings, db, "probe", say)
+    try:
+        state = _start(db, identity, force, work)
+    except BaseException:
+        work.abandon()
+        raise
+    work.settle()
     if state.done:
         return state.result
-    try:
-        result = _train_and_score(settings, db, kind, model, identity, config, layers, hidden_layer, vectors_path,
-                                  extract, state, say, distribute)
-    except BaseException as error:
-        _finish(db, state.result.probe_run_id, status="failed", error=f"{type(error).__name__}: {error}")
-        if state.result.mlflow_run_id:
-            from app.tracking import Tracker
-
-            Tracker(settings).finish(state.result.mlflow_run_id, failed=True)
-        raise
-    return result
+    with work.guard():
+        return _train_and_score(settings, db, kind, model, identity, config, layers, hidden_layer, vectors_path,
+                                extract, state, say, work, distribute)
 
 
 @dataclass
@@ -283,7 +285,7 @@ class _State:
     done: bool
 
 
-def _start(db: Engine, identity: dict[str, Any], force: bool) -> _State:
+def _start(db: Engine, identity: dict[str, Any], force: bool, work: Lifecycle) -> _State:
     from app.store.corpora import find_corpus, utcnow
     from app.store.encoders import find_encoder
     from app.store.mlflow_backlog import pending
@@ -296,6 +298,7 @@ def _start(db: Engine, identity: dict[str, Any], force: bool) -> _State:
         if row is not None and row.status == "done" and not force:
             return _State(ProbeResult(row.id, row.kind, identity["model"], "done", row.metric, row.dev_score,
                                       row.test_score, row.n_test_words, row.best_epoch, row.mlflow_run_id), True)
+        fresh = row is None
         if row is None:
             row = ProbeRun(
                 kind=identity["kind"],
@@ -309,13 +312,21 @@ def _start(db: Engine, identity: dict[str, Any], force: bool) -> _State:
                 status="running", metric=metric, started_at=utcnow(),
             )
             session.add(row)
-            session.flush()
+            try:
+                session.flush()
+            except IntegrityError:  # another process created the same probe a moment ago
+                raise RunInProgress(
+                    "this probe was just started by another process: wait for it to finish, "
+                    "then rerun to use its result"
+                ) from None
+        work.claim(session, row, fresh=fresh)
         row.status, row.started_at, row.error, row.mlflow_run_id = "running", utcnow(), None, None
         pending(session, "probe", row.id)
         return _State(ProbeResult(row.id, row.kind, identity["model"], "new", metric), False)
 
 
-def _finish(db: Engine, probe_run_id: int, **values: Any) -> None:
+def _finish(db: Engine, probe_run_id: int, work: Lifecycle | None = None, **values: Any) -> None:
+    """Update the probe run's row (with a heartbeat; releasing the claim once it is done)."""
     from app.store.corpora import utcnow
     from app.store.schema import ProbeRun
 
@@ -324,11 +335,15 @@ def _finish(db: Engine, probe_run_id: int, **values: Any) -> None:
         for key, value in values.items():
             setattr(row, key, value)
         row.finished_at = utcnow()  # type: ignore[union-attr]
+        if work is not None:
+            work.heartbeat(session)
+            if values.get("status") == "done":
+                work.finish(session, [probe_run_id])
 
 
 def _train_and_score(settings: Settings, db: Engine, kind: str, model: str | None, identity: dict[str, Any],  # type: ignore[no-untyped-def]
                      config, layers, hidden_layer, vectors_path, extract: ExtractConfig, state: _State,
-                     say: Say, distribute: Distribute | None = None) -> ProbeResult:
+                     say: Say, work: Lifecycle, distribute: Distribute | None = None) -> ProbeResult:
     from app.analysis import probes
     from app.ingest.vectors import load_vectors
     from app.tracking import Tracker
@@ -356,7 +371,8 @@ def _train_and_score(settings: Settings, db: Engine, kind: str, model: str | Non
         params={**{k: v for k, v in identity.items() if k != "probe"}, **(config.as_params() if config else {}), **sizes},
         tags={"headlens.probe_run_id": str(result.probe_run_id), "headlens.probe": kind, "headlens.db": settings.db_url},
     )
-    _finish(db, result.probe_run_id, mlflow_run_id=result.mlflow_run_id, status="running")
+    work.mlflow[result.probe_run_id] = result.mlflow_run_id
+    _finish(db, result.probe_run_id, work, mlflow_run_id=result.mlflow_run_id, status="running")
 
     if kind == "right_branching":
         dev_score, _ = probes.right_branching_uas(data["dev"])
@@ -367,6 +383,8 @@ def _train_and_score(settings: Settings, db: Engine, kind: str, model: str | Non
             tracker.log_metrics(result.mlflow_run_id, {"train_loss": log.train_loss, f"dev_{config.metric}": log.dev_score},  # type: ignore[arg-type]
                                 step=log.epoch)
             say(f"{label} epoch {log.epoch}: train loss {log.train_loss:.3f}, dev {config.metric} {log.dev_score:.1f}")
+            with session_scope(db) as session:
+                work.heartbeat(session)
 
         trained = probes.train_probe(config, data["train"], data["dev"], on_epoch=on_epoch)
         dev_score, _ = probes.evaluate(trained, data["dev"])
@@ -381,7 +399,7 @@ def _train_and_score(settings: Settings, db: Engine, kind: str, model: str | Non
         (Path(scratch) / "probe.json").write_text(json.dumps({**identity, "excluded": excluded}, indent=1, default=str))
         tracker.log_artifact(result.mlflow_run_id, Path(scratch) / "probe.json")  # type: ignore[arg-type]
     tracker.finish(result.mlflow_run_id)  # type: ignore[arg-type]
-    _finish(db, result.probe_run_id, status="done", dev_score=dev_score, test_score=test_score,
+    _finish(db, result.probe_run_id, work, status="done", dev_score=dev_score, test_score=test_score,
             n_train_words=sizes["n_train_words"], n_test_words=n_test, best_epoch=best_epoch)
     from app.store.mlflow_backlog import settle
 

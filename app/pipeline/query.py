@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from app.config import Settings
-from app.pipeline.common import open_db
+from app.pipeline.common import open_db, open_db_read_only
 
 
 def run_query(
@@ -16,14 +16,21 @@ def run_query(
     params: dict[str, Any] | None = None,
     model: str | None = None,
     corpus: str | None = None,
+    read_write: bool = False,
 ):  # type: ignore[no-untyped-def]
-    """A named query from queries/ (missing run ids default to the latest run) or ad-hoc SQL."""
+    """A named query from queries/ (missing run ids default to the latest run) or ad-hoc SQL.
+
+    Both run on a read-only connection without file access; `read_write=True` (ad-hoc SQL
+    only) is the explicit escape hatch.
+    """
     from app import queries
 
-    engine = open_db(settings)
     if sql is not None:
-        return queries.execute(engine, sql, params or {})
+        engine = open_db(settings) if read_write else open_db_read_only(settings)
+        return queries.execute(engine, sql, params or {}, commit=read_write)
     assert name is not None
+    engine = open_db_read_only(settings)
     query = queries.load(name)
+    queries.check_params(query, params or {})
     bound = queries.default_params(engine, query, params or {}, model=model, corpus=corpus)
     return queries.execute(engine, query.sql, bound)

@@ -15,7 +15,7 @@ from typing import Any
 
 from app.config import Settings
 from app.errors import AppError, RunNotFound
-from app.pipeline.common import open_db
+from app.pipeline.common import open_db_read_only
 from app.store.db import session_scope
 
 
@@ -33,7 +33,7 @@ class _Builder:
         from app.report.html import Section
 
         self.settings, self.model = settings, model
-        self.db = open_db(settings)
+        self.db = open_db_read_only(settings)  # a report only reads: never blocks a writer
         self.sections: list[Section] = []
         self.logged: list[tuple[str, bytes, int]] = []  # (file, png, database run id)
         self.svgs: dict[str, bytes] = {}  # file name -> the same figure as SVG (vector)

@@ -44,12 +44,27 @@ def store_corpus(session: Session, data: CorpusData) -> StoredCorpus:
     """Write a corpus (no-op when the same name and checksum are already stored)."""
     existing = session.scalar(select(Corpus).where(Corpus.name == data.name))
     if existing is not None:
-        if existing.sha256 == data.sha256:
-            return StoredCorpus(existing, created=False)
-        raise AppError(
-            f"a different corpus named {data.name!r} is already stored (checksum "
-            f"{existing.sha256[:12]}... vs {data.sha256[:12]}...); ingest it under another --name"
+        other_name = (
+            f"ingest it under another NAME (`headlens ingest corpus {data.name}-2 ...`), "
+            f"or keep using {data.name!r} as stored"
         )
+        stored = json.loads(existing.config_json or "{}")
+        changed = {
+            key: (stored[key], value)
+            for key, value in data.config.items()
+            if key in stored and stored[key] != value
+        }
+        if changed:
+            listing = ", ".join(f"{key} {old} (now {new})" for key, (old, new) in sorted(changed.items()))
+            raise AppError(
+                f"corpus {data.name!r} is already stored with other options: {listing}; {other_name}"
+            )
+        if existing.sha256 != data.sha256:
+            raise AppError(
+                f"a different corpus named {data.name!r} is already stored (checksum "
+                f"{existing.sha256[:12]}... vs {data.sha256[:12]}...); {other_name}"
+            )
+        return StoredCorpus(existing, created=False)
     segments = data.segments
     corpus = Corpus(
         name=data.name,

@@ -2,7 +2,8 @@
 
 A run is keyed by (encoder, corpus, analysis, config hash). Starting a run that is done is
 a no-op; starting one that is running or failed resumes it from its checkpoint, which is
-written in the same transaction as the rows it covers, so the two always agree.
+written in the same transaction as the rows it covers, so the two always agree. Who may
+resume it (claims, failure) is pipeline/lifecycle.py's job, shared with probes.
 """
 
 from __future__ import annotations
@@ -10,16 +11,18 @@ from __future__ import annotations
 import io
 import json
 import subprocess
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
 from sqlalchemy import delete, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from app import __version__
 from app.config import REPO_ROOT, ExtractConfig
-from app.errors import RunNotFound
+from app.errors import RunInProgress, RunNotFound
 from app.store.corpora import utcnow
 from app.store.schema import Base, Corpus, Encoder, Run, RunCheckpoint
 
@@ -53,7 +56,7 @@ def result_tables() -> list[str]:
     return [
         name
         for name, table in Base.metadata.tables.items()
-        if "run_id" in table.c and name != "run_checkpoints"
+        if "run_id" in table.c and name not in ("run_checkpoints", "run_claims")
     ]
 
 
@@ -71,7 +74,10 @@ def start_run(
     config: ExtractConfig,
     *,
     force: bool = False,
+    claim: Callable[[Run, bool], None] | None = None,
 ) -> RunHandle:
+    """Find or create the run of this identity; `claim(run, fresh)` is called on every run
+    that will be computed, before it changes (it raises when a live process holds the run)."""
     existing = session.scalar(
         select(Run).where(
             Run.encoder_id == encoder.id,
@@ -82,8 +88,11 @@ def start_run(
     )
     if existing is not None and existing.status == "done" and not force:
         return RunHandle(existing, "done")
+    if existing is not None and claim is not None:
+        claim(existing, False)
     if existing is not None and force:
         clear_results(session, existing.id)
+        existing.mlflow_run_id = None  # a redo is a new MLflow run
     if existing is not None:
         state: RunState = "new" if force else "resume"
         existing.status = "running"
@@ -104,7 +113,15 @@ def start_run(
         code_version=code_version(),
     )
     session.add(run)
-    session.flush()
+    try:
+        session.flush()
+    except IntegrityError:  # another process created the same run a moment ago
+        raise RunInProgress(
+            f"the {analysis} run of this model, corpus and config was just started by another "
+            "process: wait for it to finish, then rerun to use its result"
+        ) from None
+    if claim is not None:
+        claim(run, True)
     return RunHandle(run, "new")
 
 
@@ -158,14 +175,6 @@ def finish_run(session: Session, run_id: int, *, n_segments: int, skipped: dict[
     checkpoint = session.get(RunCheckpoint, run_id)
     if checkpoint is not None:
         session.delete(checkpoint)
-
-
-def fail_run(session: Session, run_id: int, error: str) -> None:
-    run = session.get(Run, run_id)
-    if run is not None:
-        run.status = "failed"
-        run.error = error[:2000]
-        run.finished_at = utcnow()
 
 
 def latest_run(

@@ -505,3 +505,25 @@ class MlflowBacklog(Base):
     ref_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
     error: Mapped[str | None] = mapped_column(Text)
     since: Mapped[datetime] = mapped_column(DateTime)
+
+
+class RunClaim(Base):
+    """Which live process is computing a run: claimed atomically, heartbeated, released.
+
+    One row per unit of work in progress, for analysis runs (`kind = 'analysis'`, runs.id)
+    and probes (`kind = 'probe'`, probe_runs.id) alike. A second process finding the row
+    says "in progress" instead of resuming; a row whose process died (same host: the PID is
+    gone; any host: no heartbeat for HEADLENS_STALE_AFTER seconds) is taken over and its run
+    marked failed. A table rather than columns on runs/probe_runs: the primary key makes the
+    claim atomic on every backend, and DuckDB cannot drop columns of a table that foreign
+    keys reference, so columns could not be downgraded.
+    """
+
+    __tablename__ = "run_claims"
+
+    kind: Mapped[str] = mapped_column(String(20), primary_key=True)
+    run_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    pid: Mapped[int] = mapped_column(Integer)
+    host: Mapped[str] = mapped_column(String(255))
+    claimed_at: Mapped[datetime] = mapped_column(DateTime)
+    heartbeat_at: Mapped[datetime] = mapped_column(DateTime)

@@ -1,0 +1,57 @@
+"""`headlens mlflow-ui` serves on 127.0.0.1 and takes its server down when it is stopped."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+from app.config import REPO_ROOT
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def answers(port: int) -> bool:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2) as response:
+            return response.status == 200
+    except OSError:
+        return False
+
+
+def test_stopping_mlflow_ui_stops_the_server(tmp_path: Path) -> None:
+    port = free_port()
+    ui = subprocess.Popen(
+        [sys.executable, "-m", "app", "--mlruns", str(tmp_path / "mlruns"), "mlflow-ui", "--port", str(port)],
+        env={**os.environ, "PYTHONPATH": str(REPO_ROOT)},
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while not answers(port):
+            assert ui.poll() is None, ui.communicate()[0]
+            assert time.monotonic() < deadline, "the MLflow UI never answered"
+            time.sleep(0.5)
+        ui.send_signal(signal.SIGTERM)
+        assert ui.wait(timeout=30) == 0
+        deadline = time.monotonic() + 15
+        while answers(port) and time.monotonic() < deadline:
+            time.sleep(0.3)
+        assert not answers(port)
+        with socket.socket() as again:  # the port is free: no worker kept it
+            again.bind(("127.0.0.1", port))
+    finally:
+        if ui.poll() is None:
+            ui.kill()
