@@ -381,6 +381,19 @@ def datasets_fetch(context: click.Context, names: tuple[str, ...]) -> None:
     help="what to do with a segment whose word the tokenizer cannot map",
 )
 @click.option("--device", default="cpu", show_default=True, help="torch device, e.g. cuda")
+@click.option(
+    "--weighting",
+    default="weight",
+    show_default=True,
+    help="attention maps to analyse: weight, norm (Kobayashi et al. 2020), or weight,norm (both, one pass)",
+)
+@click.option(
+    "--objective",
+    type=click.Choice(["mlm", "contrastive"]),
+    default="mlm",
+    show_default=True,
+    help="loss the gradients analysis differentiates: masked LM, or the sentence encoder's contrastive loss",
+)
 @click.option("--force", is_flag=True, help="redo a finished run (its rows are replaced)")
 @click.pass_context
 @translate_errors
@@ -395,6 +408,8 @@ def analyze(
     limit: int | None,
     on_unaligned: str,
     device: str,
+    weighting: str,
+    objective: str,
     force: bool,
 ) -> None:
     """Run ANALYSES of MODEL over CORPUS in one forward pass.
@@ -406,7 +421,8 @@ def analyze(
       coref       §4.3: each head's antecedent choice per mention (-> table2_coref)
       clustering  §6: Jensen-Shannon distances between heads, MDS (-> head_clusters)
       examples    word-level maps of a few sentences, for figures (-> example_maps)
-      gradients   §3: |d MLM loss / d attention| by target (needs an MLM head)
+      gradients   §3: |d loss / d attention| by target (--objective mlm needs an MLM head;
+                  contrastive: paragraph pairs, in-batch negatives, like sentence encoders)
 
     Each analysis is a database run and an MLflow run. Rerunning a finished config is a
     no-op; an interrupted one resumes from its last checkpoint.
@@ -416,6 +432,8 @@ def analyze(
       headlens analyze surface clustering --model minilm --corpus wiki-segments
       headlens analyze syntax examples --corpus ud-ewt-dev
       headlens analyze surface --corpus wiki-segments --dtype bfloat16 --limit 100
+      headlens analyze surface syntax --corpus ud-ewt-dev --weighting weight,norm
+      headlens analyze gradients --corpus wiki-segments --objective contrastive
     """
     from app.pipeline import analyze as run
 
@@ -435,6 +453,8 @@ def analyze(
         config=config,
         force=force,
         on_event=lambda message: click.echo(message, err=True),
+        weightings=[part.strip() for part in weighting.split(",") if part.strip()],
+        objective=objective,
     ):
         echo_run(summary)
 
@@ -443,7 +463,7 @@ def echo_run(summary: Any) -> None:
     if summary.state == "done":
         return
     click.echo(
-        f"{summary.analysis}: run {summary.run_id} finished ({summary.n_segments} segments, "
+        f"{summary.key}: run {summary.run_id} finished ({summary.n_segments} segments, "
         f"MLflow run {summary.mlflow_run_id})"
     )
     for reason, count in summary.skipped.items():

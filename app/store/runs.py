@@ -21,7 +21,7 @@ from app import __version__
 from app.config import REPO_ROOT, ExtractConfig
 from app.errors import RunNotFound
 from app.store.corpora import utcnow
-from app.store.schema import Base, Corpus, Encoder, Run, RunCheckpoint
+from app.store.schema import Base, Corpus, Encoder, Run, RunCheckpoint, RunVariant
 
 RunState = Literal["new", "resume", "done"]
 
@@ -53,8 +53,14 @@ def result_tables() -> list[str]:
     return [
         name
         for name, table in Base.metadata.tables.items()
-        if "run_id" in table.c and name != "run_checkpoints"
+        if "run_id" in table.c and name not in ("run_checkpoints", "run_variants")
     ]
+
+
+def run_variant(analysis: str, config: ExtractConfig) -> RunVariant:
+    """The weighting and objective a run's config asks for (the defaults when absent)."""
+    objective = config.option("objective", "mlm") if analysis == "gradients" else None
+    return RunVariant(weighting=config.option("weighting", "weight"), objective=objective)
 
 
 @dataclass
@@ -104,6 +110,10 @@ def start_run(
         code_version=code_version(),
     )
     session.add(run)
+    session.flush()
+    variant = run_variant(analysis, config)
+    variant.run_id = run.id
+    session.add(variant)
     session.flush()
     return RunHandle(run, "new")
 
@@ -169,10 +179,26 @@ def fail_run(session: Session, run_id: int, error: str) -> None:
 
 
 def latest_run(
-    session: Session, analysis: str, *, encoder: str | None = None, corpus: str | None = None
+    session: Session,
+    analysis: str,
+    *,
+    encoder: str | None = None,
+    corpus: str | None = None,
+    weighting: str = "weight",
+    objective: str | None = None,
 ) -> Run:
-    """The most recent finished run of `analysis`, optionally for one encoder / corpus."""
-    query = select(Run).where(Run.analysis == analysis, Run.status == "done")
+    """The most recent finished run of `analysis`, optionally for one encoder / corpus.
+
+    Weight-based runs unless `weighting='norm'`; gradient runs of any objective unless
+    one is named.
+    """
+    query = (
+        select(Run)
+        .join(RunVariant, RunVariant.run_id == Run.id)
+        .where(Run.analysis == analysis, Run.status == "done", RunVariant.weighting == weighting)
+    )
+    if objective is not None:
+        query = query.where(RunVariant.objective == objective)
     if encoder is not None:
         query = query.join(Encoder, Encoder.id == Run.encoder_id).where(Encoder.name == encoder)
     if corpus is not None:
@@ -181,7 +207,13 @@ def latest_run(
     if run is None:
         scope = " ".join(
             filter(
-                None, [f"model {encoder}" if encoder else "", f"corpus {corpus}" if corpus else ""]
+                None,
+                [
+                    f"model {encoder}" if encoder else "",
+                    f"corpus {corpus}" if corpus else "",
+                    f"weighting {weighting}" if weighting != "weight" else "",
+                    f"objective {objective}" if objective else "",
+                ],
             )
         )
         raise RunNotFound(
