@@ -133,6 +133,10 @@ def populated(
     analyses = ["surface", "syntax", "clustering", "examples", "gradients"]
     pipeline.analyze(settings, analyses, model="tiny", corpus="sentences", config=ExtractConfig())
     pipeline.analyze(
+        settings, ["surface", "syntax"], model="tiny", corpus="sentences", config=ExtractConfig(),
+        weightings=["norm"],
+    )
+    pipeline.analyze(
         settings, ["surface"], model="tiny-random", corpus="sentences", config=ExtractConfig()
     )
     story = FIXTURES / "coref" / "story.conllu"

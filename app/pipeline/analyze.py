@@ -228,7 +228,7 @@ def _run_pass(
         on_unaligned=config.on_unaligned,
     )
     if mode == "gradients:contrastive":
-        from app.analysis.contrastive import encode_pairs
+        from app.extract.contrastive import encode_pairs
 
         encoded = length_order(encode_pairs(aligner, inputs, skipped, corpus=target.corpus))
     else:
@@ -268,7 +268,7 @@ def _run_pass(
     if mode == "gradients:mlm":
         feed = _gradient_feed(engine, loaded, config)
     elif mode == "gradients:contrastive":
-        from app.analysis.contrastive import contrastive_feed
+        from app.extract.contrastive import contrastive_feed
 
         feed = contrastive_feed(engine, target.source)
     else:

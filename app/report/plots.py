@@ -45,7 +45,9 @@ def gradients_by_layer(by_layer) -> Figure:  # type: ignore[no-untyped-def]
     layers = _column(by_layer, "layer")
     for name, label in (("grad_cls", "[CLS]"), ("grad_sep", "[SEP]"), ("grad_punct", ". or ,"), ("grad_other", "other")):
         axis.plot(layers, _column(by_layer, name), marker="o", label=label)
-    axis.set(xlabel="layer", ylabel="avg. |gradient|", title="Gradient of the MLM loss w.r.t. attention", xticks=layers)
+    objective = str(by_layer["objective"].iloc[0]) if "objective" in by_layer and len(by_layer) else "mlm"
+    loss = {"mlm": "MLM", "contrastive": "contrastive"}.get(objective, objective)
+    axis.set(xlabel="layer", ylabel="avg. |gradient|", title=f"Gradient of the {loss} loss w.r.t. attention", xticks=layers)
     axis.legend(fontsize=8)
     figure.tight_layout()
     return figure
