@@ -541,6 +541,36 @@ def query(
     click.echo(render(frame, fmt))  # type: ignore[arg-type]
 
 
+@cli.command()
+@click.option("--model", default=DEFAULT_MODEL, show_default=True, help="an ingested encoder")
+@click.option(
+    "--annotation", default="gold", show_default=True, help="dependency layer for the syntax claims"
+)
+@click.option("--min-arcs", type=int, default=100, show_default=True, help="the paper's cut-off")
+@click.pass_context
+@translate_errors
+def claims(context: click.Context, model: str, annotation: str, min_arcs: int) -> None:
+    """Check the paper's findings on MODEL's latest runs: held / not held, number, 95% interval.
+
+    Each claim is a row of queries/claims.sql (headlens query claims -p model=M gives the
+    raw table). A claim whose runs are missing says so, with no verdict.
+
+    \b
+    Examples:
+      headlens claims --model minilm
+      headlens claims --model minilm-random
+    """
+    from app.pipeline.claims import format_cell, scorecard
+
+    card = scorecard(settings_of(context), model, annotation=annotation, min_arcs=min_arcs)
+    for row in card.itertuples():
+        verdict = format_cell(row)
+        if verdict == "-":
+            verdict = "no run to check"
+        click.echo(f"{row.claim:32} {verdict}  (threshold {row.threshold:g})")
+        click.echo(f"    {row.statement}" + (f"; {row.detail}" if isinstance(row.detail, str) else ""))
+
+
 # -------------------------------------------------------------------------- probe
 
 

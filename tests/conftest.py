@@ -150,8 +150,8 @@ def populated(
     return settings
 
 
-def store_hand_run(settings: Settings, model_dir: Path, corpus: str, analysis: str, build) -> int:  # type: ignore[no-untyped-def]
-    """Feed hand-made maps to an analysis and store its rows as a finished run.
+def store_hand_run(settings: Settings, model_dir: Path, corpus: str, analysis: str, build, encoder: str = "hand") -> int:  # type: ignore[no-untyped-def]
+    """Feed hand-made maps to an analysis and store its rows as a finished run of `encoder`.
 
     `build(segment_ids)` gets the corpus' segment ids in corpus order and returns
     (accumulator, batch, maps); the maps serve as both token and word maps of layer 0.
@@ -171,11 +171,11 @@ def store_hand_run(settings: Settings, model_dir: Path, corpus: str, analysis: s
     engine = make_engine(settings.db_url)
     with session_scope(engine) as session:
         info = inspect_encoder(model_dir)
-        encoder, _ = store_encoder(
-            session, "hand", model_dir, info, weights_sha256(model_dir), "pretrained"
+        encoder_row, _ = store_encoder(
+            session, encoder, model_dir, info, weights_sha256(model_dir), "pretrained"
         )
         corpus_row = find_corpus(session, corpus)
-        run = start_run(session, encoder, corpus_row, analysis, ExtractConfig()).run
+        run = start_run(session, encoder_row, corpus_row, analysis, ExtractConfig()).run
         query = (
             select(SegmentRow.id)
             .where(SegmentRow.corpus_id == corpus_row.id)

@@ -45,11 +45,12 @@ def test_report_has_every_section_and_figure(populated, tmp_path: Path) -> None:
     parser.feed(result.path.read_text())
     assert set(parser.images) == EXPECTED_FIGURES
     assert all(png.startswith(b"\x89PNG\r\n\x1a\n") for png in parser.images.values())
-    assert len(parser.headings) == 9 and any("Table 1" in h for h in parser.headings)
+    assert len(parser.headings) == 10 and any("Table 1" in h for h in parser.headings)
     assert {p.name for p in result.figures} == {f"tiny-{name}" for name in EXPECTED_FIGURES}
     html = result.path.read_text()
     assert "headlens query table1_relations" in html and "headlens query table2_coref" in html
     assert re.search(r"<td class=\"text\">det</td>", html)
+    assert "Claims scorecard" in html and "det_beats_offset" in html and "tiny-random" in html
     # Figures are logged to the MLflow run of the analysis they show.
     client = MlflowClient(tracking_uri=populated.mlflow_uri)
     run = client.search_runs(

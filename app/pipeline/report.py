@@ -138,6 +138,13 @@ def build_report(settings: Settings, *, model: str, compare_with: str | None = N
         table1 = b.query("table1_relations", run_id=syntax_run, annotation="gold", min_arcs=min_arcs)
         section.tables.append(("table1_relations -p weighting=norm", table1))
 
+    def scorecard(section) -> None:  # type: ignore[no-untyped-def]
+        from app.pipeline.claims import side_by_side
+        from app.pipeline.query import run_query
+
+        encoders = run_query(settings, None, sql="select name from encoders order by id")["name"].tolist()
+        section.tables.append(("claims", side_by_side(settings, encoders, min_arcs=min_arcs)))
+
     def examples(section) -> None:  # type: ignore[no-untyped-def]
         run = b.run_id("examples")
         syntax_run = b.run_id("syntax")
@@ -192,6 +199,9 @@ def build_report(settings: Settings, *, model: str, compare_with: str | None = N
                  b.run_id("surface"))
         section.tables += [("compare_heads", heads), ("compare_models", layers)]
 
+    b.section("Claims scorecard", "Each finding of the paper as a check on every ingested encoder's latest "
+              "runs: held / not held, the number behind it and its 95% interval; '-' where the run is missing "
+              "(queries/claims.sql; headlens claims --model M).", scorecard, "")
     b.section("Surface patterns (paper §3)", "Where heads put their attention, on token-level maps of Wikipedia "
               "segments: special tokens, neighbours, punctuation, and how broad the distribution is.", surface,
               "No surface run: headlens analyze surface --model MODEL --corpus wiki-segments")
