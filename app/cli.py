@@ -606,9 +606,14 @@ def claims(context: click.Context, model: str, annotation: str, min_arcs: int) -
     "--epochs",
     "max_epochs",
     type=int,
-    default=10,
-    show_default=True,
-    help="at most this many epochs",
+    help="at most this many epochs (default 10; structural: until dev stops improving, at most 100)",
+)
+@click.option(
+    "--sweep",
+    "sweeps",
+    multiple=True,
+    help="KEY=V1,V2: train once per value (lr, epochs, layer, patience, batch_size, rank, seed; "
+    "repeat for a grid) as nested MLflow runs; the best dev setting is scored on test",
 )
 @click.option(
     "--lr", type=float, default=2e-3, show_default=True, help="Adam learning rate (the authors')"
@@ -631,7 +636,8 @@ def probe(
     annotation: str,
     layers: tuple[int, ...],
     hidden_layer: int | None,
-    max_epochs: int,
+    max_epochs: int | None,
+    sweeps: tuple[str, ...],
     lr: float,
     batch_size: int,
     seed: int,
@@ -652,10 +658,30 @@ def probe(
       headlens probe attn_glove --model minilm-random          # the random-init control
       headlens probe attn_glove --model minilm --layer 2       # one layer at a time
       headlens probe right_branching
+      headlens probe attn_glove --model minilm --sweep lr=1e-3,2e-3 --sweep layer=0,1
     """
     from app.pipeline.probe import probe as run
 
-    options = {"max_epochs": max_epochs, "lr": lr, "batch_size": batch_size, "seed": seed}
+    options: dict[str, Any] = {"lr": lr, "batch_size": batch_size, "seed": seed}
+    if max_epochs is not None:
+        options["max_epochs"] = max_epochs
+    if sweeps:
+        from app.pipeline.sweep import parse_sweep, sweep
+
+        swept = sweep(
+            settings_of(context), kind, parse_sweep(sweeps), model=model, train=train, dev=dev,
+            test=test, options=options, annotation=annotation, hidden_layer=hidden_layer,
+            vectors_path=vectors, force=force, say=lambda message: click.echo(message, err=True),
+        )
+        for setting, child in zip(swept.settings_, swept.children):
+            click.echo(f"  {setting}: dev {child.metric} {child.dev_score:.1f} (probe run {child.probe_run_id})")
+        best = swept.best
+        click.echo(
+            f"sweep {kind} ({model or 'no encoder'}): best dev {best.metric} {best.dev_score:.1f}, "
+            f"test {best.test_score:.1f} on {best.n_test_words} words (probe run {best.probe_run_id}); "
+            f"MLflow parent run {swept.mlflow_run_id}"
+        )
+        return
     result = run(
         settings_of(context),
         kind,

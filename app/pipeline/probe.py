@@ -29,6 +29,10 @@ Say = Callable[[str], None]
 PROBES = ("right_branching", "distance_glove", "attn", "attn_glove", "structural")
 NEEDS_MAPS = ("attn", "attn_glove")
 NEEDS_ENCODER = ("attn", "attn_glove", "structural")
+# The structural probe trains until its dev UUAS stops improving: ProbeConfig's patience
+# (2 epochs without a better dev score) ends it; this cap only bounds a run that keeps
+# improving. Hewitt & Manning likewise trained to convergence on dev.
+STRUCTURAL_MAX_EPOCHS = 100
 
 
 def default_hidden_layer(n_layers: int) -> int:
@@ -49,6 +53,9 @@ class ProbeResult:
     best_epoch: int | None = None
     mlflow_run_id: str | None = None
     excluded: dict[str, int] = field(default_factory=dict)
+    # Sweep children (score_test=False): the trained probe and test examples, kept in memory
+    # so the sweep can evaluate only its best dev configuration on test, once.
+    held_out: Any = None
 
 
 # ------------------------------------------------------------------ feature cache
@@ -189,8 +196,14 @@ def build_examples(db: Engine, corpus: str, annotation: str, *, cache: Path | No
 def probe(settings: Settings, kind: str, *, model: str | None, train: str, dev: str, test: str,
           annotation: str = "gold", layers: tuple[int, ...] | None = None, hidden_layer: int | None = None,
           options: dict[str, Any] | None = None, vectors_path: str | None = None,
-          extract: ExtractConfig | None = None, force: bool = False, say: Say | None = None) -> ProbeResult:
-    """Train and evaluate one probe (or score the right-branching baseline)."""
+          extract: ExtractConfig | None = None, force: bool = False, say: Say | None = None,
+          score_test: bool = True, mlflow_parent: str | None = None) -> ProbeResult:
+    """Train and evaluate one probe (or score the right-branching baseline).
+
+    `score_test=False` (sweeps) trains and scores dev only, keeping the test evaluation for
+    the configuration the sweep selects (`score_held_out`); `mlflow_parent` nests the MLflow
+    run under a sweep's parent run.
+    """
     from app.analysis import probes
     from app.store.encoders import find_encoder
 
@@ -209,6 +222,9 @@ def probe(settings: Settings, kind: str, *, model: str | None, train: str, dev: 
             n_layers, n_heads = encoder.n_layers, encoder.n_heads
         hidden_layer = default_hidden_layer(n_layers) if hidden_layer is None else hidden_layer
     config = None
+    options = dict(options or {})
+    if kind == "structural":
+        options.setdefault("max_epochs", STRUCTURAL_MAX_EPOCHS)
     if kind != "right_branching":
         config = probes.ProbeConfig(kind=kind, n_heads=n_heads if layers else None, layers=layers,  # type: ignore[arg-type]
                                     **(options or {}))
@@ -216,12 +232,14 @@ def probe(settings: Settings, kind: str, *, model: str | None, train: str, dev: 
                 "hidden_layer": hidden_layer if kind == "structural" else None,
                 "vectors": vectors_path, "max_tokens": extract.max_tokens,
                 "probe": config.as_params() if config else None}
+    if not score_test:
+        identity["selection"] = "sweep child: dev only, test when selected"
     state = _start(db, identity, force)
     if state.done:
         return state.result
     try:
         result = _train_and_score(settings, db, kind, model, identity, config, layers, hidden_layer, vectors_path,
-                                  extract, state, say)
+                                  extract, state, say, score_test=score_test, mlflow_parent=mlflow_parent)
     except BaseException as error:
         _finish(db, state.result.probe_run_id, status="failed", error=f"{type(error).__name__}: {error}")
         if state.result.mlflow_run_id:
@@ -281,7 +299,7 @@ def _finish(db: Engine, probe_run_id: int, **values: Any) -> None:
 
 def _train_and_score(settings: Settings, db: Engine, kind: str, model: str | None, identity: dict[str, Any],  # type: ignore[no-untyped-def]
                      config, layers, hidden_layer, vectors_path, extract: ExtractConfig, state: _State,
-                     say: Say) -> ProbeResult:
+                     say: Say, *, score_test: bool = True, mlflow_parent: str | None = None) -> ProbeResult:
     from app.analysis import probes
     from app.ingest.vectors import load_vectors
     from app.tracking import Tracker
@@ -306,7 +324,8 @@ def _train_and_score(settings: Settings, db: Engine, kind: str, model: str | Non
     result.mlflow_run_id = tracker.start(
         experiment=f"headlens-probes/{identity['train']}", run_name=label,
         params={**{k: v for k, v in identity.items() if k != "probe"}, **(config.as_params() if config else {}), **sizes},
-        tags={"headlens.probe_run_id": str(result.probe_run_id), "headlens.probe": kind, "headlens.db": settings.db_url},
+        tags={"headlens.probe_run_id": str(result.probe_run_id), "headlens.probe": kind, "headlens.db": settings.db_url,
+              **({"mlflow.parentRunId": mlflow_parent} if mlflow_parent else {})},
     )
     _finish(db, result.probe_run_id, mlflow_run_id=result.mlflow_run_id, status="running")
 
@@ -314,6 +333,7 @@ def _train_and_score(settings: Settings, db: Engine, kind: str, model: str | Non
         dev_score, _ = probes.right_branching_uas(data["dev"])
         test_score, n_test = probes.right_branching_uas(data["test"])
         best_epoch, artifacts = None, {}
+        trained = None
     else:
         def on_epoch(log) -> None:  # type: ignore[no-untyped-def]
             tracker.log_metrics(result.mlflow_run_id, {"train_loss": log.train_loss, f"dev_{config.metric}": log.dev_score},  # type: ignore[arg-type]
@@ -322,7 +342,7 @@ def _train_and_score(settings: Settings, db: Engine, kind: str, model: str | Non
 
         trained = probes.train_probe(config, data["train"], data["dev"], on_epoch=on_epoch)
         dev_score, _ = probes.evaluate(trained, data["dev"])
-        test_score, n_test = probes.evaluate(trained, data["test"])
+        test_score, n_test = probes.evaluate(trained, data["test"]) if score_test else (None, None)
         best_epoch, artifacts = trained.best_epoch, trained.state_arrays()
     tracker.log_metrics(result.mlflow_run_id, {f"test_{result.metric}": test_score, f"best_dev_{result.metric}": dev_score,  # type: ignore[arg-type]
                                                **{f"excluded {k}": v for k, v in excluded.items()}})
@@ -337,4 +357,25 @@ def _train_and_score(settings: Settings, db: Engine, kind: str, model: str | Non
             n_train_words=sizes["n_train_words"], n_test_words=n_test, best_epoch=best_epoch)
     result.dev_score, result.test_score, result.n_test_words = dev_score, test_score, n_test
     result.best_epoch, result.excluded = best_epoch, excluded
+    if not score_test:
+        result.held_out = (trained, data["test"])
+    return result
+
+
+def score_held_out(settings: Settings, result: ProbeResult) -> ProbeResult:
+    """Evaluate a sweep child on test (once, for the selected configuration) and record it."""
+    from app.analysis import probes
+    from app.tracking import Tracker
+
+    if result.held_out is None:  # finished earlier (its test score, if any, is on the row)
+        return result
+    trained, test = result.held_out
+    if trained is None:
+        test_score, n_test = probes.right_branching_uas(test)
+    else:
+        test_score, n_test = probes.evaluate(trained, test)
+    _finish(open_db(settings), result.probe_run_id, test_score=test_score, n_test_words=n_test)
+    if result.mlflow_run_id:
+        Tracker(settings).log_metrics(result.mlflow_run_id, {f"test_{result.metric}": test_score})
+    result.test_score, result.n_test_words, result.held_out = test_score, n_test, None
     return result
