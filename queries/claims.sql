@@ -18,9 +18,9 @@ with model_runs as (
     select runs.id as run_id, runs.analysis, runs.corpus_id,
            row_number() over (partition by runs.analysis order by runs.finished_at desc, runs.id desc) as recency
     from runs
-    join run_variants on run_variants.run_id = runs.id
+    left join run_variants on run_variants.run_id = runs.id
     join encoders on encoders.id = runs.encoder_id
-    where encoders.name = :model and runs.status = 'done' and run_variants.weighting = 'weight'
+    where encoders.name = :model and runs.status = 'done' and coalesce(run_variants.weighting, 'weight') = 'weight'
 ),
 
 latest as (

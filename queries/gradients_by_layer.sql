@@ -15,7 +15,9 @@ with metrics as (
 ),
 
 variant as (
-    select coalesce(objective, 'mlm') as objective from run_variants where run_id = :run_id
+    select coalesce(run_variants.objective, 'mlm') as objective
+    from runs left join run_variants on run_variants.run_id = runs.id
+    where runs.id = :run_id
 ),
 
 final as (

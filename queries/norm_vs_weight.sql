@@ -13,10 +13,10 @@
 --   entropy_weight   mean entropy (nats) of the weights
 --   entropy_norm     mean entropy (nats) of the norm shares
 with surface_runs as (
-    select runs.id as run_id, runs.corpus_id, run_variants.weighting,
-           row_number() over (partition by runs.corpus_id, run_variants.weighting order by runs.finished_at desc, runs.id desc) as recency
+    select runs.id as run_id, runs.corpus_id, coalesce(run_variants.weighting, 'weight') as weighting,
+           row_number() over (partition by runs.corpus_id, coalesce(run_variants.weighting, 'weight') order by runs.finished_at desc, runs.id desc) as recency
     from runs
-    join run_variants on run_variants.run_id = runs.id
+    left join run_variants on run_variants.run_id = runs.id
     join encoders on encoders.id = runs.encoder_id
     where encoders.name = :model and runs.analysis = 'surface' and runs.status = 'done'
 ),

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
-from sqlalchemy import delete, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
 from app import __version__
@@ -192,13 +192,18 @@ def latest_run(
     Weight-based runs unless `weighting='norm'`; gradient runs of any objective unless
     one is named.
     """
+    # Outer join: a run stored without a variant row (another code path) counts as the default.
     query = (
         select(Run)
-        .join(RunVariant, RunVariant.run_id == Run.id)
-        .where(Run.analysis == analysis, Run.status == "done", RunVariant.weighting == weighting)
+        .outerjoin(RunVariant, RunVariant.run_id == Run.id)
+        .where(
+            Run.analysis == analysis,
+            Run.status == "done",
+            func.coalesce(RunVariant.weighting, "weight") == weighting,
+        )
     )
     if objective is not None:
-        query = query.where(RunVariant.objective == objective)
+        query = query.where(func.coalesce(RunVariant.objective, "mlm") == objective)
     if encoder is not None:
         query = query.join(Encoder, Encoder.id == Run.encoder_id).where(Encoder.name == encoder)
     if corpus is not None:
