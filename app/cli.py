@@ -567,7 +567,7 @@ def claims(context: click.Context, model: str, annotation: str, min_arcs: int) -
         verdict = format_cell(row)
         if verdict == "-":
             verdict = "no run to check"
-        click.echo(f"{row.claim:32} {verdict}  (threshold {row.threshold:g})")
+        click.echo(f"{row.claim:32} {verdict}  (threshold {float(row.threshold):g})")
         click.echo(f"    {row.statement}" + (f"; {row.detail}" if isinstance(row.detail, str) else ""))
 
 

@@ -112,3 +112,18 @@ def test_side_by_side_has_a_column_per_encoder(two_encoders) -> None:  # type: i
     assert table.loc["det_beats_offset", "hand"].startswith("held 33.3 [")
     assert table.loc["det_beats_offset", "hand-random"].startswith("not held")
     assert table.loc["sep_sink", "hand"] == "-"  # no surface run
+
+
+def test_claims_command_prints_each_verdict(two_encoders) -> None:  # type: ignore[no-untyped-def]
+    from click.testing import CliRunner
+
+    from app.cli import cli
+
+    result = CliRunner().invoke(
+        cli, ["--db", two_encoders.db_url, "--mlruns", str(two_encoders.mlruns_dir), "claims", "--model", "hand",
+              "--min-arcs", "1"]
+    )
+    assert result.exit_code == 0, result.output
+    lines = {line.split()[0]: line for line in result.output.splitlines() if not line.startswith(" ")}
+    assert "held 33.3 [" in lines["det_beats_offset"] and "(threshold 10)" in lines["det_beats_offset"]
+    assert "no run to check" in lines["sep_sink"]

@@ -131,3 +131,17 @@ def test_weight_and_norm_runs_side_by_side(toy) -> None:  # type: ignore[no-unty
         weightings=["weight", "norm"],
     )
     assert [s.state for s in again] == ["done", "done"]
+
+
+def test_projections_are_found_in_bert_and_mpnet_layers() -> None:
+    from transformers import MPNetConfig, MPNetModel
+
+    from app.extract.value_norms import projections
+
+    config = MPNetConfig(vocab_size=50, hidden_size=16, num_hidden_layers=2, num_attention_heads=2,
+                         intermediate_size=32)
+    model = MPNetModel(config)
+    found = projections(model)
+    assert len(found) == 2
+    assert found[1][0] is model.encoder.layer[1].attention.attn.v
+    assert found[1][1] is model.encoder.layer[1].attention.attn.o
