@@ -71,3 +71,18 @@ def test_structural_probe_trains_until_dev_stops_improving(ready) -> None:  # ty
     epochs = len(client.get_metric_history(result.mlflow_run_id, "dev_uuas"))
     patience = int(run.data.params["patience"])
     assert epochs == result.best_epoch + patience < STRUCTURAL_MAX_EPOCHS
+
+
+def test_probe_command_with_sweep(ready) -> None:  # type: ignore[no-untyped-def]
+    from click.testing import CliRunner
+
+    from app.cli import cli
+
+    result = CliRunner().invoke(cli, [
+        "--db", ready.db_url, "--mlruns", str(ready.mlruns_dir), "--cache-dir", str(ready.cache_dir),
+        "probe", "attn", "--model", "tiny", "--train", "toy", "--dev", "toy", "--test", "toy",
+        "--epochs", "1", "--batch-size", "2", "--sweep", "lr=0.05,0.01",
+    ])
+    assert result.exit_code == 0, result.output
+    assert "{'lr': 0.05}: dev uas" in result.output and "{'lr': 0.01}: dev uas" in result.output
+    assert "sweep attn (tiny): best dev uas" in result.output and "MLflow parent run" in result.output
