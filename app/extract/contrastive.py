@@ -4,7 +4,8 @@ Each paired segment (`[CLS] paragraph-1 [SEP] paragraph-2 [SEP]` in wiki-segment
 split into its two texts, encoded separately as the sentence encoder was trained
 (`[CLS] text [SEP]`). Per batch of pairs: one forward of the anchors and one of the
 positives, with gradients; the loss of analysis/contrastive.py; one backward; then the
-attention and its gradient of both forwards go to the analyses like any gradient pass.
+attention and its gradient of both forwards go to the analyses like any gradient pass
+(each text counts as one segment in the per-segment averages of analysis/importance.py).
 """
 
 from __future__ import annotations
