@@ -130,7 +130,7 @@ def analyze(
     for summary in summaries.values():
         if summary.state == "done":
             say(
-                f"{summary.analysis}: run {summary.run_id} already finished for this model, corpus and "
+                f"{summary.key}: run {summary.run_id} already finished for this model, corpus and "
                 "config (use --force to redo)"
             )
     # One pass per (forward or gradient mode, overflow rule): analyses in a pass share inputs
