@@ -223,7 +223,9 @@ def latest_run(
         )
         raise RunNotFound(
             f"no finished {analysis} run{' for ' + scope if scope else ''}: "
-            f"run `headlens analyze {analysis} --model M --corpus C` first"
+            f"run `headlens analyze {analysis} --model M --corpus C"
+            f"{' --weighting ' + weighting if weighting != 'weight' else ''}"
+            f"{' --objective ' + objective if objective else ''}` first"
         )
     return run
 
