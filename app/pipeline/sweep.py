@@ -70,7 +70,8 @@ def sweep(settings: Settings, kind: str, grid: dict[str, list[Any]], *, model: s
         run_name=f"sweep:{kind}:{model or '-'}",
         params={"kind": kind, "model": model, "train": train, "dev": dev, "test": test,
                 **{f"sweep.{key}": ",".join(map(str, values)) for key, values in grid.items()},
-                **{f"fixed.{key}": value for key, value in (options or {}).items()}},
+                **{f"fixed.{key}": value for key, value in (options or {}).items()
+                   if key not in {SWEEPABLE[k] for k in grid}}},
         tags={"headlens.sweep": kind, "headlens.db": settings.db_url},
     )
     result = SweepResult(parent)
