@@ -128,7 +128,7 @@ def build_report(settings: Settings, *, model: str, compare_with: str | None = N
         section.tables.append(("norm_vs_weight", table))
         run = b.run_id("surface", weighting="norm")
         by_layer = b.query("surface_by_layer", run_id=run)
-        b.figure(section, "special_tokens_norm.png", plots.special_tokens_by_layer(by_layer),
+        b.figure(section, "special_tokens_norm.png", plots.special_tokens_by_layer(by_layer, norm=True),
                  "Paper Fig. 2 (left) on norm-based maps: share of ||alpha f(x)|| on special tokens and "
                  "neighbours, per layer.", run)
         try:

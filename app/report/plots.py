@@ -23,8 +23,9 @@ def _column(frame, name: str) -> np.ndarray:  # type: ignore[no-untyped-def]
     return frame[name].to_numpy(dtype=float, na_value=np.nan)
 
 
-def special_tokens_by_layer(by_layer) -> Figure:  # type: ignore[no-untyped-def]
-    """Paper Figure 2 (left): attention to [CLS], [SEP], periods/commas, per layer."""
+def special_tokens_by_layer(by_layer, *, norm: bool = False) -> Figure:  # type: ignore[no-untyped-def]
+    """Paper Figure 2 (left): attention to [CLS], [SEP], periods/commas, per layer
+    (`norm`: on norm-based maps, shares of ||alpha f(x)||)."""
     figure, axis = plt.subplots(figsize=(6, 3.6))
     layers = _column(by_layer, "layer")
     for name, label, colour in (("attn_cls", "[CLS]", "#9467bd"), ("attn_sep", "[SEP]", "#2ca02c")):
@@ -33,7 +34,9 @@ def special_tokens_by_layer(by_layer) -> Figure:  # type: ignore[no-untyped-def]
     axis.plot(layers, punct, marker="o", label=". or ,", color="#ff7f0e")
     axis.plot(layers, _column(by_layer, "attn_prev"), ls="--", label="previous token", color="#d62728")
     axis.plot(layers, _column(by_layer, "attn_next"), ls="--", label="next token", color="#1f77b4")
-    axis.set(xlabel="layer", ylabel="avg. attention", title="Where heads attend, per layer", xticks=layers)
+    axis.set(xlabel="layer", ylabel="avg. share of ||alpha f(x)||" if norm else "avg. attention",
+             title="Where heads' output comes from, per layer (norms)" if norm else "Where heads attend, per layer",
+             xticks=layers)
     axis.legend(fontsize=8)
     figure.tight_layout()
     return figure
