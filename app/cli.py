@@ -513,6 +513,19 @@ def distribution_options(function: Callable[..., Any]) -> Callable[..., Any]:
     help="what to do with a segment whose word the tokenizer cannot map",
 )
 @click.option("--device", type=Device(), default="cpu", show_default=True, help="torch device, e.g. cuda")
+@click.option(
+    "--weighting",
+    default="weight",
+    show_default=True,
+    help="attention maps to analyse: weight, norm (Kobayashi et al. 2020), or weight,norm (both, one pass)",
+)
+@click.option(
+    "--objective",
+    type=click.Choice(["mlm", "contrastive"]),
+    default="mlm",
+    show_default=True,
+    help="loss the gradients analysis differentiates: masked LM, or the sentence encoder's contrastive loss",
+)
 @click.option("--force", is_flag=True, help="redo a finished run (its rows are replaced)")
 @distribution_options
 @click.pass_context
@@ -528,6 +541,8 @@ def analyze(
     limit: int | None,
     on_unaligned: str,
     device: str,
+    weighting: str,
+    objective: str,
     force: bool,
     workers: int | None,
     threads: int | None,
@@ -542,7 +557,8 @@ def analyze(
       coref       §4.3: each head's antecedent choice per mention (-> table2_coref)
       clustering  §6: Jensen-Shannon distances between heads, MDS (-> head_clusters)
       examples    word-level maps of a few sentences, for figures (-> example_maps)
-      gradients   §3: |d MLM loss / d attention| by target (needs an MLM head)
+      gradients   §3: |d loss / d attention| by target (--objective mlm needs an MLM head;
+                  contrastive: paragraph pairs, in-batch negatives, like sentence encoders)
 
     Each analysis is a database run and an MLflow run. Rerunning a finished config is a
     no-op; an interrupted one resumes from its last checkpoint.
@@ -553,6 +569,8 @@ def analyze(
       headlens analyze syntax examples --corpus ud-ewt-dev
       headlens analyze surface --corpus wiki-segments --dtype bfloat16 --limit 100
       headlens analyze syntax --corpus ud-ewt-dev --workers 2 --threads 1   # 2 Ray actors
+      headlens analyze surface syntax --corpus ud-ewt-dev --weighting weight,norm
+      headlens analyze gradients --corpus wiki-segments --objective contrastive
     """
     config = ExtractConfig(
         max_tokens=max_tokens,
@@ -570,6 +588,8 @@ def analyze(
         force=force,
         say=lambda message: click.echo(message, err=True),
         distribute=distribution(workers, threads, ray_address),
+        weightings=tuple(part.strip() for part in weighting.split(",") if part.strip()),
+        objective=objective,
     ):
         echo_run(summary)
 
@@ -593,7 +613,7 @@ def echo_run(summary: Any) -> None:
     if summary.state == "done":
         return
     click.echo(
-        f"{summary.analysis}: run {summary.run_id} finished ({summary.n_segments} segments, "
+        f"{summary.key}: run {summary.run_id} finished ({summary.n_segments} segments, "
         f"MLflow run {summary.mlflow_run_id})"
     )
     for reason, count in summary.skipped.items():
@@ -703,6 +723,36 @@ def query(
     click.echo(render(frame, fmt))  # type: ignore[arg-type]
 
 
+@cli.command()
+@click.option("--model", default=DEFAULT_MODEL, show_default=True, help="an ingested encoder")
+@click.option(
+    "--annotation", default="gold", show_default=True, help="dependency layer for the syntax claims"
+)
+@click.option("--min-arcs", type=INDEX, default=100, show_default=True, help="the paper's cut-off")
+@click.pass_context
+@translate_errors
+def claims(context: click.Context, model: str, annotation: str, min_arcs: int) -> None:
+    """Check the paper's findings on MODEL's latest runs: held / not held, number, 95% interval.
+
+    Each claim is a row of queries/claims.sql (headlens query claims -p model=M gives the
+    raw table). A claim whose runs are missing says so, with no verdict.
+
+    \b
+    Examples:
+      headlens claims --model minilm
+      headlens claims --model minilm-random
+    """
+    from app.pipeline.claims import format_cell
+
+    card = lab_of(context).claims(model, annotation=annotation, min_arcs=min_arcs)
+    for row in card.itertuples():
+        verdict = format_cell(row)
+        if verdict == "-":
+            verdict = "no run to check"
+        click.echo(f"{row.claim:32} {verdict}  (threshold {float(row.threshold):g})")
+        click.echo(f"    {row.statement}" + (f"; {row.detail}" if isinstance(row.detail, str) else ""))
+
+
 # -------------------------------------------------------------------------- probe
 
 
@@ -738,9 +788,14 @@ def query(
     "--epochs",
     "max_epochs",
     type=COUNT,
-    default=10,
-    show_default=True,
-    help="at most this many epochs",
+    help="at most this many epochs (default 10; structural: until dev stops improving, at most 100)",
+)
+@click.option(
+    "--sweep",
+    "sweeps",
+    multiple=True,
+    help="KEY=V1,V2: train once per value (lr, epochs, layer, patience, batch_size, rank, seed; "
+    "repeat for a grid) as nested MLflow runs; the best dev setting is scored on test",
 )
 @click.option(
     "--lr", type=RATE, default=2e-3, show_default=True, help="Adam learning rate (the authors')"
@@ -764,7 +819,8 @@ def probe(
     annotation: str,
     layers: tuple[int, ...],
     hidden_layer: int | None,
-    max_epochs: int,
+    max_epochs: int | None,
+    sweeps: tuple[str, ...],
     lr: float,
     batch_size: int,
     seed: int,
@@ -788,6 +844,7 @@ def probe(
       headlens probe attn_glove --model minilm-random          # the random-init control
       headlens probe attn_glove --model minilm --layer 2       # one layer at a time
       headlens probe right_branching
+      headlens probe attn_glove --model minilm --sweep lr=1e-3,2e-3 --sweep layer=0,1
     """
     from app.options import ProbeOptions
 
@@ -804,6 +861,22 @@ def probe(
         seed=seed,
         vectors=vectors,
     )
+    if sweeps:
+        from app.pipeline.sweep import parse_sweep
+
+        swept = lab_of(context).sweep(
+            kind, parse_sweep(sweeps), model=model, options=options, force=force,
+            say=lambda message: click.echo(message, err=True),
+        )
+        for setting, child in zip(swept.settings_, swept.children):
+            click.echo(f"  {setting}: dev {child.metric} {child.dev_score:.1f} (probe run {child.probe_run_id})")
+        best = swept.best
+        click.echo(
+            f"sweep {kind} ({model or 'no encoder'}): best dev {best.metric} {best.dev_score:.1f}, "
+            f"test {best.test_score:.1f} on {best.n_test_words} words (probe run {best.probe_run_id}); "
+            f"MLflow parent run {swept.mlflow_run_id}"
+        )
+        return
     result = lab_of(context).probe(
         kind,
         model=model,

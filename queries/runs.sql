@@ -4,6 +4,7 @@
 -- columns:
 --   run            database run id
 --   analysis       analysis name
+--   variant        maps and loss: weight or norm (attention weights or ||alpha f(x)||), plus the gradient objective (mlm / contrastive)
 --   model          encoder name
 --   corpus         corpus name
 --   status         running / done / failed
@@ -21,6 +22,7 @@ final as (
     select
         runs_.id as run,
         runs_.analysis,
+        coalesce(run_variants.weighting, 'weight') || coalesce(' ' || run_variants.objective, '') as variant,
         encoders.name as model,
         corpora.name as corpus,
         runs_.status,
@@ -34,6 +36,7 @@ final as (
     join encoders on encoders.id = runs_.encoder_id
     join corpora on corpora.id = runs_.corpus_id
     left join mlflow_backlog on mlflow_backlog.kind = 'analysis' and mlflow_backlog.ref_id = runs_.id
+    left join run_variants on run_variants.run_id = runs_.id
 )
 
 select * from final order by run desc limit :limit

@@ -2,6 +2,7 @@
 -- analysis: surface
 -- params:
 --   run_id  a finished surface run (default: the latest)
+--   weighting  weight (attention weights, default) or norm (||alpha f(x)||, Kobayashi et al. 2020); picks the run when run_id is not given
 -- columns:
 --   layer            1-based layer, as in the paper
 --   attn_prev        mean attention to the previous token

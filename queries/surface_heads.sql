@@ -2,6 +2,7 @@
 -- analysis: surface
 -- params:
 --   run_id  a finished surface run (default: the latest)
+--   weighting  weight (attention weights, default) or norm (||alpha f(x)||, Kobayashi et al. 2020); picks the run when run_id is not given
 --   threshold = 0.5  attention share that makes a positional head (the paper's 50%)
 --   top_k = 5  heads listed for each special-token pattern, by share
 -- columns:

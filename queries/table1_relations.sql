@@ -2,6 +2,7 @@
 -- analysis: syntax
 -- params:
 --   run_id  a finished syntax run (default: the latest)
+--   weighting  weight (attention weights, default) or norm (||alpha f(x)||, Kobayashi et al. 2020); picks the run when run_id is not given
 --   annotation = gold  dependency layer to score against: gold, or silver (spaCy, Stanford-style labels)
 --   min_arcs = 100  relations with fewer arcs get no row numbers (the paper's cut-off)
 -- columns:

@@ -25,7 +25,8 @@ with latest as (
     from probe_runs
     join corpora on corpora.id = probe_runs.test_corpus_id
     left join encoders on encoders.id = probe_runs.encoder_id
-    where probe_runs.status = 'done' and corpora.name = :test_corpus
+    -- Sweep children that were not selected have no test score: only the best dev configuration counts.
+    where probe_runs.status = 'done' and probe_runs.test_score is not null and corpora.name = :test_corpus
 ),
 
 labelled as (

@@ -145,6 +145,10 @@ def populate(settings: Settings, tiny_bert_mlm: Path) -> None:
     analyses = ["surface", "syntax", "clustering", "examples", "gradients"]
     pipeline.analyze(settings, analyses, model="tiny", corpus="sentences", config=ExtractConfig())
     pipeline.analyze(
+        settings, ["surface", "syntax"], model="tiny", corpus="sentences", config=ExtractConfig(),
+        weightings=["norm"],
+    )
+    pipeline.analyze(
         settings, ["surface"], model="tiny-random", corpus="sentences", config=ExtractConfig()
     )
     story = FIXTURES / "coref" / "story.conllu"
@@ -193,8 +197,8 @@ def populated_pg(
     return settings
 
 
-def store_hand_run(settings: Settings, model_dir: Path, corpus: str, analysis: str, build) -> int:  # type: ignore[no-untyped-def]
-    """Feed hand-made maps to an analysis and store its rows as a finished run.
+def store_hand_run(settings: Settings, model_dir: Path, corpus: str, analysis: str, build, encoder: str = "hand") -> int:  # type: ignore[no-untyped-def]
+    """Feed hand-made maps to an analysis and store its rows as a finished run of `encoder`.
 
     `build(segment_ids)` gets the corpus' segment ids in corpus order and returns
     (accumulator, batch, maps); the maps serve as both token and word maps of layer 0.
@@ -214,11 +218,11 @@ def store_hand_run(settings: Settings, model_dir: Path, corpus: str, analysis: s
     engine = make_engine(settings.db_url)
     with session_scope(engine) as session:
         info = inspect_encoder(model_dir)
-        encoder, _ = store_encoder(
-            session, "hand", model_dir, info, weights_sha256(model_dir), "pretrained"
+        encoder_row, _ = store_encoder(
+            session, encoder, model_dir, info, weights_sha256(model_dir), "pretrained"
         )
         corpus_row = find_corpus(session, corpus)
-        run = start_run(session, encoder, corpus_row, analysis, ExtractConfig()).run
+        run = start_run(session, encoder_row, corpus_row, analysis, ExtractConfig()).run
         query = (
             select(SegmentRow.id)
             .where(SegmentRow.corpus_id == corpus_row.id)

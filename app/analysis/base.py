@@ -123,6 +123,9 @@ class Analysis(ABC):
     needs_word_maps: ClassVar[bool] = False
     # Gradient analyses run in their own pass, on masked input, with the MLM head.
     needs_gradients: ClassVar[bool] = False
+    # Which maps the engine feeds: attention weights, or norm-based maps (Kobayashi et al.
+    # 2020, see extract/value_norms.py). Set by the pipeline from the run's config.
+    weighting: str = "weight"
 
     def __init__(self, n_layers: int, n_heads: int):
         self.n_layers = n_layers

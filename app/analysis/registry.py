@@ -64,7 +64,7 @@ ANALYSES: dict[str, AnalysisSpec] = {
         AnalysisSpec(
             "gradients",
             GradientImportance,
-            "paper §3: |d masked-LM loss / d attention| by target kind (needs an MLM head)",
+            "paper §3: |d loss / d attention| by target kind (--objective mlm needs an MLM head; contrastive: paragraph pairs)",
         ),
     ]
 }

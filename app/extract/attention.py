@@ -9,12 +9,14 @@ next layer is touched, so at most one batch of maps is alive at a time.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import nullcontext
 
 import numpy as np
 import torch
 
 from app.analysis.base import Analysis, AttentionBatch, LayerMaps
 from app.extract.align import EncodedSegment
+from app.extract.value_norms import ValueCapture, norm_maps
 from app.extract.word_level import pooling_matrices, to_word_level
 
 
@@ -117,14 +119,20 @@ class AttentionEngine:
         if len(hidden_layers) > 1:
             raise ValueError(f"one pass pools one layer's hidden states, not {sorted(hidden_layers)}")
         hidden_layer = next(iter(hidden_layers), None)
-        for batch, inputs in self.batches(segments):
-            attentions = self.forward(inputs, hidden_layer)
-            n_units = batch.unit_kind.shape[1]
-            if hidden_layer is not None:
-                hidden, attentions = attentions[-1], attentions[:-1]
-                _, mean_from = pooling_matrices(batch.token_unit, n_units)
-                batch.hidden = mean_from @ hidden.float()  # [batch, unit, hidden]
-            _feed(batch, _forward_maps(attentions, batch, n_units, want_words), analyses, progress)
+        by_norm = [analysis for analysis in analyses if analysis.weighting == "norm"]
+        capture = ValueCapture(self.model, self.model.config.num_attention_heads) if by_norm else None
+        with capture or nullcontext():
+            for batch, inputs in self.batches(segments):
+                attentions = self.forward(inputs, hidden_layer)
+                n_units = batch.unit_kind.shape[1]
+                if hidden_layer is not None:
+                    hidden, attentions = attentions[-1], attentions[:-1]
+                    _, mean_from = pooling_matrices(batch.token_unit, n_units)
+                    batch.hidden = mean_from @ hidden.float()  # [batch, unit, hidden]
+                if capture is None:
+                    _feed(batch, _forward_maps(attentions, batch, n_units, want_words), analyses, progress)
+                else:
+                    _feed_weightings(batch, attentions, capture, analyses, n_units, progress)
 
     def run_gradients(
         self,
@@ -160,6 +168,27 @@ def _feed(batch: AttentionBatch, layer_maps: Iterable[LayerMaps], analyses: Sequ
     """Every analysis sees layer 0, then layer 1, ...: one layer's maps are alive at a time."""
     for layer, maps in enumerate(layer_maps):
         for analysis in analyses:
+            analysis.update(batch, layer, maps)
+    for analysis in analyses:
+        analysis.end_batch(batch)
+    if progress is not None:
+        progress.update(batch.size)
+
+
+def _feed_weightings(batch: AttentionBatch, attentions, capture: ValueCapture, analyses: Sequence[Analysis], n_units: int, progress) -> None:  # type: ignore[no-untyped-def]
+    """Weight maps to the weight-based analyses, norm maps to the norm-based, layer by layer."""
+    by_weight = [analysis for analysis in analyses if analysis.weighting != "norm"]
+    by_norm = [analysis for analysis in analyses if analysis.weighting == "norm"]
+    words_weight = any(analysis.needs_word_maps for analysis in by_weight)
+    words_norm = any(analysis.needs_word_maps for analysis in by_norm)
+    for layer, attention in enumerate(attentions):
+        if by_weight:
+            (maps,) = _forward_maps([attention], batch, n_units, words_weight)
+            for analysis in by_weight:
+                analysis.update(batch, layer, maps)
+        normed = norm_maps(attention.float(), capture.layer_norms(layer))
+        (maps,) = _forward_maps([normed], batch, n_units, words_norm)
+        for analysis in by_norm:
             analysis.update(batch, layer, maps)
     for analysis in analyses:
         analysis.end_batch(batch)

@@ -39,6 +39,12 @@ class RunSummary:
     skipped_examples: dict[str, list[str]] = field(default_factory=dict)
     mlflow_run_id: str | None = None
     summary: dict[str, Any] = field(default_factory=dict)
+    weighting: str = "weight"
+
+    @property
+    def key(self) -> str:
+        """The analysis name, plus ':norm' for a norm-based run (unique within one call)."""
+        return self.analysis if self.weighting == "weight" else f"{self.analysis}:{self.weighting}"
 
 
 @dataclass
@@ -63,20 +69,32 @@ def analyze(
     force: bool = False,
     on_event: Say | None = None,
     distribute: Distribute | None = None,
+    weightings: Sequence[str] = ("weight",),
+    objective: str = "mlm",
 ) -> list[RunSummary]:
     """Run analyses of `model` over `corpus`: one database + MLflow run each.
 
+    `weightings` ('weight', 'norm'): each forward analysis runs once per weighting, all
+    in the same engine pass; a norm-based run is a run of its own (its config carries
+    `weighting=norm`). `objective` ('mlm', 'contrastive') is what the gradients analysis
+    differentiates (see analysis/importance.py and analysis/contrastive.py).
     With `distribute`, each pass runs on Ray workers (pipeline/distributed.py); without it
     Ray is not imported.
     """
+    options = {"weightings": tuple(weightings), "objective": objective}
     if distribute is not None:
         from app.pipeline.cluster import ray_session
 
+        if tuple(weightings) != ("weight",) or objective != "mlm":
+            raise AppError(
+                "--workers runs weight-based analyses and MLM gradients; run norm-based or "
+                "contrastive analyses without --workers"
+            )
         with ray_session(distribute, device=config.device):  # unreachable: fails before any work
             return _analyze(settings, analyses, model=model, corpus=corpus, config=config,
-                            force=force, on_event=on_event, distribute=distribute)
+                            force=force, on_event=on_event, distribute=distribute, **options)
     return _analyze(settings, analyses, model=model, corpus=corpus, config=config, force=force,
-                    on_event=on_event, distribute=None)
+                    on_event=on_event, distribute=None, **options)
 
 
 def _analyze(
@@ -89,6 +107,8 @@ def _analyze(
     force: bool,
     on_event: Say | None,
     distribute: Distribute | None,
+    weightings: tuple[str, ...],
+    objective: str,
 ) -> list[RunSummary]:
     """Each run is claimed by this process (a second process asking for the same run is told
     it is in progress), the forward pass holds no database connection, and each chunk's rows
@@ -101,11 +121,18 @@ def _analyze(
     unknown = [name for name in analyses if name not in ANALYSES]
     if unknown:
         raise UnknownName("analysis", unknown[0], list(ANALYSES))
+    for weighting in weightings:
+        if weighting not in WEIGHTINGS:
+            raise UnknownName("weighting", weighting, list(WEIGHTINGS))
+    if objective not in OBJECTIVES:
+        raise UnknownName("objective", objective, list(OBJECTIVES))
     db = open_db(settings)
     check_device(config.device)
     work = Lifecycle(settings, db, "analysis", say)
     try:
-        summaries, target, configs = _start_runs(db, analyses, model, corpus, config, force, work)
+        summaries, target, configs = _start_runs(
+            db, analyses, model, corpus, config, force, work, weightings, objective
+        )
     except BaseException:
         work.abandon()
         raise
@@ -113,26 +140,53 @@ def _analyze(
     for summary in summaries.values():
         if summary.state == "done":
             say(
-                f"{summary.analysis}: run {summary.run_id} already finished for this model, corpus and "
+                f"{summary.key}: run {summary.run_id} already finished for this model, corpus and "
                 "config (use --force to redo)"
             )
-    # One pass per (forward or gradient mode, overflow rule): analyses in a pass share inputs.
-    passes: dict[tuple[str, str], list[str]] = {}
-    for name in analyses:
-        if summaries[name].state != "done":
-            mode = "gradients" if ANALYSES[name].cls.needs_gradients else "forward"
-            passes.setdefault((mode, configs[name].overflow), []).append(name)
+    # One pass per (forward or gradient mode, overflow rule): analyses in a pass share inputs
+    # (weight- and norm-based runs included: the norms come from the same forward).
+    passes: dict[tuple[str, str], list[RunSummary]] = {}
+    for summary in summaries.values():
+        if summary.state != "done":
+            spec = ANALYSES[summary.analysis]
+            mode = ("gradients:" + objective) if spec.cls.needs_gradients else "forward"
+            overflow = configs[summary.analysis, summary.weighting].overflow
+            passes.setdefault((mode, overflow), []).append(summary)
     with work.guard():
-        for (mode, _overflow), names in passes.items():
-            batch = [summaries[name] for name in names]
+        for (mode, _overflow), batch in passes.items():
+            first = configs[batch[0].analysis, batch[0].weighting]
             if distribute is None:
-                _run_pass(settings, db, target, configs[names[0]], batch, mode=mode, say=say, work=work)
+                _run_pass(settings, db, target, first, batch, mode=mode, say=say, work=work)
             else:
                 from app.pipeline.distributed import run_pass_on_workers
 
-                run_pass_on_workers(settings, db, target, configs[names[0]], batch, mode=mode,
+                worker_mode = "gradients" if mode.startswith("gradients") else mode
+                run_pass_on_workers(settings, db, target, first, batch, mode=worker_mode,
                                     say=say, work=work, distribute=distribute)
-    return [summaries[name] for name in analyses]
+    return list(summaries.values())
+
+
+WEIGHTINGS = ("weight", "norm")
+OBJECTIVES = ("mlm", "contrastive")
+
+
+def _run_config(config: ExtractConfig, spec: Any, weighting: str, objective: str) -> ExtractConfig:
+    """The config a run is keyed by: the shared one, plus what is specific to this run.
+
+    Defaults add nothing (weight-based, MLM), so runs made before these options existed
+    keep their identity. Documents are truncated to the budget, not skipped, for analyses
+    that ask for it (coreference, like the paper).
+    """
+    options = dict(config.options)
+    if spec.overflow == "truncate":
+        config = replace(config, overflow="truncate")
+    if weighting != "weight":
+        options["weighting"] = weighting
+    if spec.cls.needs_gradients and objective != "mlm":
+        options["objective"] = objective
+        # In-batch negatives: the batch is part of the loss, so of the run's identity.
+        options["pairs_per_batch"] = config.batch_size
+    return replace(config, options=tuple(sorted(options.items())))
 
 
 def _start_runs(
@@ -143,7 +197,9 @@ def _start_runs(
     config: ExtractConfig,
     force: bool,
     work: Lifecycle,
-) -> tuple[dict[str, RunSummary], _Target, dict[str, ExtractConfig]]:
+    weightings: tuple[str, ...],
+    objective: str,
+) -> tuple[dict[str, RunSummary], _Target, dict[tuple[str, str], ExtractConfig]]:
     """Find or create (and claim) each analysis' run, in one transaction."""
     from app.analysis.registry import ANALYSES
     from app.store.corpora import find_corpus
@@ -158,39 +214,42 @@ def _start_runs(
             model, corpus, corpus_row.id, Path(encoder.source), encoder.init, encoder.has_mlm_head
         )
         for name in analyses:
-            if ANALYSES[name].cls.needs_gradients and not target.has_mlm_head:
+            if ANALYSES[name].cls.needs_gradients and objective == "mlm" and not target.has_mlm_head:
                 raise AnalysisUnavailable(
                     f"model {model!r} has no masked-LM head (no cls.predictions / lm_head weights), "
                     f"so the {name} analysis cannot run on it; ingest a checkpoint that has one "
-                    "(e.g. a BertForMaskedLM directory) to use it"
+                    "(e.g. a BertForMaskedLM directory), or use --objective contrastive"
                 )
-        # Documents are truncated to the budget, not skipped, for analyses that ask for it
-        # (coreference, like the paper); the overflow rule is part of each run's config.
-        configs = {
-            name: replace(config, overflow="truncate")
-            if ANALYSES[name].overflow == "truncate"
-            else config
+        jobs = [
+            (name, weighting)
             for name in analyses
+            for weighting in (["weight"] if ANALYSES[name].cls.needs_gradients else weightings)
+        ]
+        configs = {
+            (name, weighting): _run_config(config, ANALYSES[name], weighting, objective)
+            for name, weighting in jobs
         }
         summaries: dict[str, RunSummary] = {}
-        for name in analyses:
+        for name, weighting in jobs:
             handle = start_run(
                 session,
                 encoder,
                 corpus_row,
                 name,
-                configs[name],
+                configs[name, weighting],
                 force=force,
                 claim=lambda row, fresh: work.claim(session, row, fresh=fresh),
             )
-            summaries[name] = RunSummary(
+            summary = RunSummary(
                 handle.run.id,
                 name,
                 model,
                 corpus,
                 handle.state,
                 mlflow_run_id=handle.run.mlflow_run_id,
+                weighting=weighting,
             )
+            summaries[summary.key] = summary
     return summaries, target, configs
 
 
@@ -221,7 +280,7 @@ def _run_pass(
         init=target.init,
         dtype=config.dtype,
         device=config.device,
-        masked_lm=mode == "gradients",
+        masked_lm=mode == "gradients:mlm",
     )
     with session_scope(db) as session:
         inputs = segment_inputs(session, target.corpus_id, limit=config.limit)
@@ -232,7 +291,12 @@ def _run_pass(
         overflow=config.overflow,
         on_unaligned=config.on_unaligned,
     )
-    encoded = length_order(aligner.encode(inputs, skipped))
+    if mode == "gradients:contrastive":
+        from app.extract.contrastive import encode_pairs
+
+        encoded = length_order(encode_pairs(aligner, inputs, skipped, corpus=target.corpus))
+    else:
+        encoded = length_order(aligner.encode(inputs, skipped))
     if not encoded:
         raise AppError(
             f"no segment of corpus {target.corpus!r} can be analysed: skipped {skipped.counts}"
@@ -243,23 +307,24 @@ def _run_pass(
     for summary in summaries:
         spec = ANALYSES[summary.analysis]
         context = load_context(db, spec.context, target.corpus_id) if spec.context else None
-        accumulators[summary.analysis] = spec.build(info.n_layers, info.n_heads, context)
-    done_upto = {summary.analysis: 0 for summary in summaries}
+        accumulators[summary.key] = spec.build(info.n_layers, info.n_heads, context)
+        accumulators[summary.key].weighting = summary.weighting
+    done_upto = {summary.key: 0 for summary in summaries}
     tracker = Tracker(settings)
     with session_scope(db) as session:
         for summary in summaries:
             if has_shards(session, summary.run_id):
                 raise AppError(
-                    f"{summary.analysis}: run {summary.run_id} was started with --workers; resume "
+                    f"{summary.key}: run {summary.run_id} was started with --workers; resume "
                     "it with --workers, or redo it with --force"
                 )
             checkpoint = load_checkpoint(session, summary.run_id)
             if checkpoint is not None:
-                done_upto[summary.analysis], state = checkpoint
-                accumulators[summary.analysis].merge(state)
+                done_upto[summary.key], state = checkpoint
+                accumulators[summary.key].merge(state)
                 say(
-                    f"{summary.analysis}: resuming run {summary.run_id} after "
-                    f"{done_upto[summary.analysis]} of {len(encoded)} segments"
+                    f"{summary.key}: resuming run {summary.run_id} after "
+                    f"{done_upto[summary.key]} of {len(encoded)} segments"
                 )
 
     open_mlflow_runs(db, tracker, settings, target, config, summaries, info, work)
@@ -269,9 +334,16 @@ def _run_pass(
         batch_size=config.batch_size,
         device=config.device,
     )
-    feed = _gradient_feed(engine, loaded, config) if mode == "gradients" else engine.run
-    names = [summary.analysis for summary in summaries]
-    run_ids = {summary.analysis: summary.run_id for summary in summaries}
+    if mode == "gradients:mlm":
+        feed = _gradient_feed(engine, loaded, config)
+    elif mode == "gradients:contrastive":
+        from app.extract.contrastive import contrastive_feed
+
+        feed = contrastive_feed(engine, target.source)
+    else:
+        feed = engine.run
+    names = [summary.key for summary in summaries]
+    run_ids = {summary.key: summary.run_id for summary in summaries}
     start = min(done_upto.values())
     progress = progress_bar(
         len(encoded), start, f"{'+'.join(names)} {target.model} on {target.corpus}"
@@ -352,7 +424,7 @@ def close_mlflow_runs(
     from app.store.mlflow_backlog import settle
 
     for summary in summaries:
-        summary.summary = accumulators[summary.analysis].summary()
+        summary.summary = accumulators[summary.key].summary()
         summary.n_segments = n_segments
         summary.skipped = dict(skipped.counts)
         summary.skipped_examples = dict(skipped.examples)
@@ -404,9 +476,10 @@ def _open_mlflow_run(
         summary.mlflow_run_id = None
     summary.mlflow_run_id = tracker.start(
         experiment=f"headlens/{target.corpus}",
-        run_name=f"{summary.analysis}:{target.model}",
+        run_name=f"{summary.key}:{target.model}",
         params={
             "analysis": summary.analysis,
+            "weighting": summary.weighting,
             "model": target.model,
             "corpus": target.corpus,
             **config.as_params(),

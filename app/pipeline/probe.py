@@ -34,6 +34,10 @@ Say = Callable[[str], None]
 PROBES = ("right_branching", "distance_glove", "attn", "attn_glove", "structural")
 NEEDS_MAPS = ("attn", "attn_glove")
 NEEDS_ENCODER = ("attn", "attn_glove", "structural")
+# The structural probe trains until its dev UUAS stops improving: ProbeConfig's patience
+# (2 epochs without a better dev score) ends it; this cap only bounds a run that keeps
+# improving. Hewitt & Manning likewise trained to convergence on dev.
+STRUCTURAL_MAX_EPOCHS = 100
 
 
 def default_hidden_layer(n_layers: int) -> int:
@@ -54,6 +58,9 @@ class ProbeResult:
     best_epoch: int | None = None
     mlflow_run_id: str | None = None
     excluded: dict[str, int] = field(default_factory=dict)
+    # Sweep children (score_test=False): the trained probe and test examples, kept in memory
+    # so the sweep can evaluate only its best dev configuration on test, once.
+    held_out: Any = None
 
 
 # ------------------------------------------------------------------ feature cache
@@ -216,11 +223,16 @@ def probe(settings: Settings, kind: str, *, model: str | None, train: str, dev: 
           annotation: str = "gold", layers: tuple[int, ...] | None = None, hidden_layer: int | None = None,
           options: dict[str, Any] | None = None, vectors_path: str | None = None,
           extract: ExtractConfig | None = None, force: bool = False, say: Say | None = None,
-          distribute: Distribute | None = None) -> ProbeResult:
+          distribute: Distribute | None = None, score_test: bool = True,
+          mlflow_parent: str | None = None) -> ProbeResult:
     """Train and evaluate one probe (or score the right-branching baseline).
 
     With `distribute`, the encoder's feature extraction runs on Ray workers.
+    `score_test=False` (sweeps) trains and scores dev only, keeping the test evaluation for
+    the configuration the sweep selects (`score_held_out`); `mlflow_parent` nests the MLflow
+    run under a sweep's parent run.
     """
+    selection = {"score_test": score_test, "mlflow_parent": mlflow_parent}
     if distribute is not None and model is not None and kind in NEEDS_ENCODER:
         from app.pipeline.cluster import ray_session
 
@@ -228,16 +240,17 @@ def probe(settings: Settings, kind: str, *, model: str | None, train: str, dev: 
             return _probe(settings, kind, model=model, train=train, dev=dev, test=test,
                           annotation=annotation, layers=layers, hidden_layer=hidden_layer,
                           options=options, vectors_path=vectors_path, extract=extract, force=force,
-                          say=say, distribute=distribute)
+                          say=say, distribute=distribute, **selection)
     return _probe(settings, kind, model=model, train=train, dev=dev, test=test, annotation=annotation,
                   layers=layers, hidden_layer=hidden_layer, options=options, vectors_path=vectors_path,
-                  extract=extract, force=force, say=say, distribute=None)
+                  extract=extract, force=force, say=say, distribute=None, **selection)
 
 
 def _probe(settings: Settings, kind: str, *, model: str | None, train: str, dev: str, test: str,
            annotation: str, layers: tuple[int, ...] | None, hidden_layer: int | None,
            options: dict[str, Any] | None, vectors_path: str | None, extract: ExtractConfig | None,
-           force: bool, say: Say | None, distribute: Distribute | None) -> ProbeResult:
+           force: bool, say: Say | None, distribute: Distribute | None, score_test: bool,
+           mlflow_parent: str | None) -> ProbeResult:
     from app.analysis import probes
     from app.store.encoders import find_encoder
 
@@ -258,6 +271,9 @@ def _probe(settings: Settings, kind: str, *, model: str | None, train: str, dev:
             check_extract_config(extract, encoder)
         hidden_layer = default_hidden_layer(n_layers) if hidden_layer is None else hidden_layer
     config = None
+    options = dict(options or {})
+    if kind == "structural":
+        options.setdefault("max_epochs", STRUCTURAL_MAX_EPOCHS)
     if kind != "right_branching":
         config = probes.ProbeConfig(kind=kind, n_heads=n_heads if layers else None, layers=layers,  # type: ignore[arg-type]
                                     **(options or {}))
@@ -265,6 +281,8 @@ def _probe(settings: Settings, kind: str, *, model: str | None, train: str, dev:
                 "hidden_layer": hidden_layer if kind == "structural" else None,
                 "vectors": vectors_path, "max_tokens": extract.max_tokens,
                 "probe": config.as_params() if config else None}
+    if not score_test:
+        identity["selection"] = "sweep child: dev only, test when selected"
     work = Lifecycle(settings, db, "probe", say)
     try:
         state = _start(db, identity, force, work)
@@ -276,7 +294,8 @@ def _probe(settings: Settings, kind: str, *, model: str | None, train: str, dev:
         return state.result
     with work.guard():
         return _train_and_score(settings, db, kind, model, identity, config, layers, hidden_layer, vectors_path,
-                                extract, state, say, work, distribute)
+                                extract, state, say, work, distribute, score_test=score_test,
+                                mlflow_parent=mlflow_parent)
 
 
 @dataclass
@@ -343,7 +362,8 @@ def _finish(db: Engine, probe_run_id: int, work: Lifecycle | None = None, **valu
 
 def _train_and_score(settings: Settings, db: Engine, kind: str, model: str | None, identity: dict[str, Any],  # type: ignore[no-untyped-def]
                      config, layers, hidden_layer, vectors_path, extract: ExtractConfig, state: _State,
-                     say: Say, work: Lifecycle, distribute: Distribute | None = None) -> ProbeResult:
+                     say: Say, work: Lifecycle, distribute: Distribute | None = None, *,
+                     score_test: bool = True, mlflow_parent: str | None = None) -> ProbeResult:
     from app.analysis import probes
     from app.ingest.vectors import load_vectors
     from app.tracking import Tracker
@@ -369,7 +389,8 @@ def _train_and_score(settings: Settings, db: Engine, kind: str, model: str | Non
     result.mlflow_run_id = tracker.start(
         experiment=f"headlens-probes/{identity['train']}", run_name=label,
         params={**{k: v for k, v in identity.items() if k != "probe"}, **(config.as_params() if config else {}), **sizes},
-        tags={"headlens.probe_run_id": str(result.probe_run_id), "headlens.probe": kind, "headlens.db": settings.db_url},
+        tags={"headlens.probe_run_id": str(result.probe_run_id), "headlens.probe": kind, "headlens.db": settings.db_url,
+              **({"mlflow.parentRunId": mlflow_parent} if mlflow_parent else {})},
     )
     work.mlflow[result.probe_run_id] = result.mlflow_run_id
     _finish(db, result.probe_run_id, work, mlflow_run_id=result.mlflow_run_id, status="running")
@@ -378,6 +399,7 @@ def _train_and_score(settings: Settings, db: Engine, kind: str, model: str | Non
         dev_score, _ = probes.right_branching_uas(data["dev"])
         test_score, n_test = probes.right_branching_uas(data["test"])
         best_epoch, artifacts = None, {}
+        trained = None
     else:
         def on_epoch(log) -> None:  # type: ignore[no-untyped-def]
             tracker.log_metrics(result.mlflow_run_id, {"train_loss": log.train_loss, f"dev_{config.metric}": log.dev_score},  # type: ignore[arg-type]
@@ -388,7 +410,7 @@ def _train_and_score(settings: Settings, db: Engine, kind: str, model: str | Non
 
         trained = probes.train_probe(config, data["train"], data["dev"], on_epoch=on_epoch)
         dev_score, _ = probes.evaluate(trained, data["dev"])
-        test_score, n_test = probes.evaluate(trained, data["test"])
+        test_score, n_test = probes.evaluate(trained, data["test"]) if score_test else (None, None)
         best_epoch, artifacts = trained.best_epoch, trained.state_arrays()
     tracker.log_metrics(result.mlflow_run_id, {f"test_{result.metric}": test_score, f"best_dev_{result.metric}": dev_score,  # type: ignore[arg-type]
                                                **{f"excluded {k}": v for k, v in excluded.items()}})
@@ -407,4 +429,25 @@ def _train_and_score(settings: Settings, db: Engine, kind: str, model: str | Non
         settle(session, "probe", result.probe_run_id, tracker.error)
     result.dev_score, result.test_score, result.n_test_words = dev_score, test_score, n_test
     result.best_epoch, result.excluded = best_epoch, excluded
+    if not score_test:
+        result.held_out = (trained, data["test"])
+    return result
+
+
+def score_held_out(settings: Settings, result: ProbeResult) -> ProbeResult:
+    """Evaluate a sweep child on test (once, for the selected configuration) and record it."""
+    from app.analysis import probes
+    from app.tracking import Tracker
+
+    if result.held_out is None:  # finished earlier (its test score, if any, is on the row)
+        return result
+    trained, test = result.held_out
+    if trained is None:
+        test_score, n_test = probes.right_branching_uas(test)
+    else:
+        test_score, n_test = probes.evaluate(trained, test)
+    _finish(open_db(settings), result.probe_run_id, test_score=test_score, n_test_words=n_test)
+    if result.mlflow_run_id:
+        Tracker(settings).log_metrics(result.mlflow_run_id, {f"test_{result.metric}": test_score})
+    result.test_score, result.n_test_words, result.held_out = test_score, n_test, None
     return result

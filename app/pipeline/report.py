@@ -38,11 +38,11 @@ class _Builder:
         self.logged: list[tuple[str, bytes, int]] = []  # (file, png, database run id)
         self.svgs: dict[str, bytes] = {}  # file name -> the same figure as SVG (vector)
 
-    def run_id(self, analysis: str, corpus: str | None = None) -> int:
+    def run_id(self, analysis: str, corpus: str | None = None, weighting: str = "weight") -> int:
         from app.store.runs import latest_run
 
         with session_scope(self.db) as session:
-            return latest_run(session, analysis, encoder=self.model, corpus=corpus).id
+            return latest_run(session, analysis, encoder=self.model, corpus=corpus, weighting=weighting).id
 
     def query(self, name: str, **params: Any):  # type: ignore[no-untyped-def]
         from app.pipeline.query import run_query
@@ -97,8 +97,10 @@ def build_report(settings: Settings, *, model: str, compare_with: str | None = N
     def gradients(section) -> None:  # type: ignore[no-untyped-def]
         run = b.run_id("gradients")
         by_layer = b.query("gradients_by_layer", run_id=run)
+        objective = str(by_layer["objective"].iloc[0]) if len(by_layer) else "mlm"
+        loss = "masked-LM loss" if objective == "mlm" else "contrastive loss (the sentence encoder's own objective)"
         b.figure(section, "gradients.png", plots.gradients_by_layer(by_layer),
-                 "Paper Fig. 2 (right): gradient magnitude of the MLM loss w.r.t. attention, per target.", run)
+                 f"Paper Fig. 2 (right): gradient magnitude of the {loss} w.r.t. attention, per target.", run)
         section.tables.append(("gradients_by_layer", by_layer))
 
     def syntax(section) -> None:  # type: ignore[no-untyped-def]
@@ -120,6 +122,30 @@ def build_report(settings: Settings, *, model: str, compare_with: str | None = N
                      "Best head per relation: attention to [CLS]+[SEP]", "avg. attention"),
                      "The no-op reading: does a relation's best head park attention on special tokens "
                      "when its relation does not apply?", run)
+
+    def norms(section) -> None:  # type: ignore[no-untyped-def]
+        table = b.query("norm_vs_weight", model=model)
+        if len(table) == 0:
+            raise RunNotFound("no weight + norm surface runs")
+        section.tables.append(("norm_vs_weight", table))
+        run = b.run_id("surface", weighting="norm")
+        by_layer = b.query("surface_by_layer", run_id=run)
+        b.figure(section, "special_tokens_norm.png", plots.special_tokens_by_layer(by_layer, norm=True),
+                 "Paper Fig. 2 (left) on norm-based maps: share of ||alpha f(x)|| on special tokens and "
+                 "neighbours, per layer.", run)
+        try:
+            syntax_run = b.run_id("syntax", weighting="norm")
+        except RunNotFound:
+            return
+        table1 = b.query("table1_relations", run_id=syntax_run, annotation="gold", min_arcs=min_arcs)
+        section.tables.append(("table1_relations -p weighting=norm", table1))
+
+    def scorecard(section) -> None:  # type: ignore[no-untyped-def]
+        from app.pipeline.claims import side_by_side
+        from app.pipeline.query import run_query
+
+        encoders = run_query(settings, None, sql="select name from encoders order by id")["name"].tolist()
+        section.tables.append(("claims", side_by_side(settings, encoders, min_arcs=min_arcs)))
 
     def examples(section) -> None:  # type: ignore[no-untyped-def]
         run = b.run_id("examples")
@@ -175,12 +201,19 @@ def build_report(settings: Settings, *, model: str, compare_with: str | None = N
                  b.run_id("surface"))
         section.tables += [("compare_heads", heads), ("compare_models", layers)]
 
+    b.section("Claims scorecard", "Each finding of the paper as a check on every ingested encoder's latest "
+              "runs: held / not held, the number behind it and its 95% interval; '-' where the run is missing "
+              "(queries/claims.sql; headlens claims --model M).", scorecard, "")
     b.section("Surface patterns (paper §3)", "Where heads put their attention, on token-level maps of Wikipedia "
               "segments: special tokens, neighbours, punctuation, and how broad the distribution is.", surface,
               "No surface run: headlens analyze surface --model MODEL --corpus wiki-segments")
     b.section("Gradient importance (paper §3)", "How much the masked-LM loss changes with the attention to each "
               "kind of token.", gradients,
-              "No gradients run: it needs an encoder with its masked-LM head (headlens analyze gradients ...).")
+              "No gradients run: headlens analyze gradients --objective contrastive --corpus wiki-segments "
+              "(or --objective mlm with an encoder that has its masked-LM head).")
+    b.section("Norm-based attention (Kobayashi et al. 2020)", "The same statistics on maps of ||alpha_ij f(x_j)||: "
+              "how much each token actually moves a head's output, not only its weight.", norms,
+              "No norm-based runs: headlens analyze surface --weighting weight,norm --corpus wiki-segments")
     b.section("Heads as parsers (paper §4.2, Table 1)", "Each head predicts, for every word, the word it "
               "attends to most; scored against gold UD and silver Stanford-style dependencies.", syntax,
               "No syntax run: headlens analyze syntax --model MODEL --corpus ud-ewt-dev")

@@ -23,8 +23,9 @@ def _column(frame, name: str) -> np.ndarray:  # type: ignore[no-untyped-def]
     return frame[name].to_numpy(dtype=float, na_value=np.nan)
 
 
-def special_tokens_by_layer(by_layer) -> Figure:  # type: ignore[no-untyped-def]
-    """Paper Figure 2 (left): attention to [CLS], [SEP], periods/commas, per layer."""
+def special_tokens_by_layer(by_layer, *, norm: bool = False) -> Figure:  # type: ignore[no-untyped-def]
+    """Paper Figure 2 (left): attention to [CLS], [SEP], periods/commas, per layer
+    (`norm`: on norm-based maps, shares of ||alpha f(x)||)."""
     figure, axis = plt.subplots(figsize=(6, 3.6))
     layers = _column(by_layer, "layer")
     for name, label, colour in (("attn_cls", "[CLS]", "#9467bd"), ("attn_sep", "[SEP]", "#2ca02c")):
@@ -33,7 +34,9 @@ def special_tokens_by_layer(by_layer) -> Figure:  # type: ignore[no-untyped-def]
     axis.plot(layers, punct, marker="o", label=". or ,", color="#ff7f0e")
     axis.plot(layers, _column(by_layer, "attn_prev"), ls="--", label="previous token", color="#d62728")
     axis.plot(layers, _column(by_layer, "attn_next"), ls="--", label="next token", color="#1f77b4")
-    axis.set(xlabel="layer", ylabel="avg. attention", title="Where heads attend, per layer", xticks=layers)
+    axis.set(xlabel="layer", ylabel="avg. share of ||alpha f(x)||" if norm else "avg. attention",
+             title="Where heads' output comes from, per layer (norms)" if norm else "Where heads attend, per layer",
+             xticks=layers)
     axis.legend(fontsize=8)
     figure.tight_layout()
     return figure
@@ -45,7 +48,9 @@ def gradients_by_layer(by_layer) -> Figure:  # type: ignore[no-untyped-def]
     layers = _column(by_layer, "layer")
     for name, label in (("grad_cls", "[CLS]"), ("grad_sep", "[SEP]"), ("grad_punct", ". or ,"), ("grad_other", "other")):
         axis.plot(layers, _column(by_layer, name), marker="o", label=label)
-    axis.set(xlabel="layer", ylabel="avg. |gradient|", title="Gradient of the MLM loss w.r.t. attention", xticks=layers)
+    objective = str(by_layer["objective"].iloc[0]) if "objective" in by_layer and len(by_layer) else "mlm"
+    loss = {"mlm": "MLM", "contrastive": "contrastive"}.get(objective, objective)
+    axis.set(xlabel="layer", ylabel="avg. |gradient|", title=f"Gradient of the {loss} loss w.r.t. attention", xticks=layers)
     axis.legend(fontsize=8)
     figure.tight_layout()
     return figure

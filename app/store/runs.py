@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
-from sqlalchemy import delete, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -24,7 +24,7 @@ from app import __version__
 from app.config import REPO_ROOT, ExtractConfig
 from app.errors import RunInProgress, RunNotFound
 from app.store.corpora import utcnow
-from app.store.schema import Base, Corpus, Encoder, Run, RunCheckpoint
+from app.store.schema import Base, Corpus, Encoder, Run, RunCheckpoint, RunVariant
 
 RunState = Literal["new", "resume", "done"]
 
@@ -56,8 +56,14 @@ def result_tables() -> list[str]:
     return [
         name
         for name, table in Base.metadata.tables.items()
-        if "run_id" in table.c and name not in ("run_checkpoints", "run_claims")
+        if "run_id" in table.c and name not in ("run_checkpoints", "run_claims", "run_variants")
     ]
+
+
+def run_variant(analysis: str, config: ExtractConfig) -> RunVariant:
+    """The weighting and objective a run's config asks for (the defaults when absent)."""
+    objective = config.option("objective", "mlm") if analysis == "gradients" else None
+    return RunVariant(weighting=config.option("weighting", "weight"), objective=objective)
 
 
 @dataclass
@@ -120,6 +126,10 @@ def start_run(
             f"the {analysis} run of this model, corpus and config was just started by another "
             "process: wait for it to finish, then rerun to use its result"
         ) from None
+    variant = run_variant(analysis, config)
+    variant.run_id = run.id
+    session.add(variant)
+    session.flush()
     if claim is not None:
         claim(run, True)
     return RunHandle(run, "new")
@@ -178,10 +188,31 @@ def finish_run(session: Session, run_id: int, *, n_segments: int, skipped: dict[
 
 
 def latest_run(
-    session: Session, analysis: str, *, encoder: str | None = None, corpus: str | None = None
+    session: Session,
+    analysis: str,
+    *,
+    encoder: str | None = None,
+    corpus: str | None = None,
+    weighting: str = "weight",
+    objective: str | None = None,
 ) -> Run:
-    """The most recent finished run of `analysis`, optionally for one encoder / corpus."""
-    query = select(Run).where(Run.analysis == analysis, Run.status == "done")
+    """The most recent finished run of `analysis`, optionally for one encoder / corpus.
+
+    Weight-based runs unless `weighting='norm'`; gradient runs of any objective unless
+    one is named.
+    """
+    # Outer join: a run stored without a variant row (another code path) counts as the default.
+    query = (
+        select(Run)
+        .outerjoin(RunVariant, RunVariant.run_id == Run.id)
+        .where(
+            Run.analysis == analysis,
+            Run.status == "done",
+            func.coalesce(RunVariant.weighting, "weight") == weighting,
+        )
+    )
+    if objective is not None:
+        query = query.where(func.coalesce(RunVariant.objective, "mlm") == objective)
     if encoder is not None:
         query = query.join(Encoder, Encoder.id == Run.encoder_id).where(Encoder.name == encoder)
     if corpus is not None:
@@ -190,12 +221,20 @@ def latest_run(
     if run is None:
         scope = " ".join(
             filter(
-                None, [f"model {encoder}" if encoder else "", f"corpus {corpus}" if corpus else ""]
+                None,
+                [
+                    f"model {encoder}" if encoder else "",
+                    f"corpus {corpus}" if corpus else "",
+                    f"weighting {weighting}" if weighting != "weight" else "",
+                    f"objective {objective}" if objective else "",
+                ],
             )
         )
         raise RunNotFound(
             f"no finished {analysis} run{' for ' + scope if scope else ''}: "
-            f"run `headlens analyze {analysis} --model M --corpus C` first"
+            f"run `headlens analyze {analysis} --model M --corpus C"
+            f"{' --weighting ' + weighting if weighting != 'weight' else ''}"
+            f"{' --objective ' + objective if objective else ''}` first"
         )
     return run
 

@@ -201,6 +201,23 @@ class Run(Base):
     error: Mapped[str | None] = mapped_column(Text)
 
 
+class RunVariant(Base):
+    """What kind of maps or loss a run's rows come from, as columns a query can filter on.
+
+    `weighting`: 'weight' (attention weights, the paper) or 'norm' (||alpha f(x)||,
+    Kobayashi et al. 2020). `objective`: for gradient runs, 'mlm' or 'contrastive'; NULL
+    otherwise. Both are also in the run's config, so they are part of its identity.
+    """
+
+    __tablename__ = "run_variants"
+
+    run_id: Mapped[int] = mapped_column(
+        ForeignKey("runs.id"), primary_key=True, autoincrement=False
+    )
+    weighting: Mapped[str] = mapped_column(String(10))
+    objective: Mapped[str | None] = mapped_column(String(20))
+
+
 class RunCheckpoint(Base):
     """Streaming state of an unfinished run, written in the same transaction as its rows."""
 
