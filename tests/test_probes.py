@@ -283,3 +283,14 @@ def test_pre_collated_batches_equal_per_sentence_collation(kind: str) -> None:
             assert (value is None) == (other is None), name
             if value is not None:
                 assert other.dtype == value.dtype and torch.equal(other, value), name
+
+
+def test_release_drops_the_examples_maps_once_collated() -> None:
+    rng = np.random.default_rng(7)
+    examples = [make_example(rng, random_tree(rng, n)) for n in (3, 4, 3)]
+    expected = probes.collate(examples, "attn", np.arange(N_MAPS), torch.device("cpu"))
+    owned = list(examples)
+    collated = probes.CollatedSet(owned, "attn", np.arange(N_MAPS), torch.device("cpu"), release=True)
+    assert all(example.maps.size == 0 for example in owned)
+    assert all(example.maps.size > 0 for example in examples)  # only the given list changes
+    assert torch.equal(collated.batch(np.arange(3)).by_query, expected.by_query)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal, get_args
 
 import numpy as np
@@ -150,8 +150,17 @@ class CollatedSet:
     """
 
     def __init__(
-        self, examples: Sequence[ProbeExample], kind: str, map_index: np.ndarray | None, device: torch.device
+        self,
+        examples: Sequence[ProbeExample],
+        kind: str,
+        map_index: np.ndarray | None,
+        device: torch.device,
+        *,
+        release: bool = False,
     ):
+        """With `release`, `examples` must be a list: each example's attention maps are
+        dropped from it (replaced by an empty array) as soon as its bucket holds them, so
+        that the maps are in memory once, not twice, while the buckets are built."""
         self.kind, self.device = kind, device
         lengths = np.array([example.n_words for example in examples])
         self.lengths = lengths
@@ -161,6 +170,9 @@ class CollatedSet:
             members = np.flatnonzero(lengths == width)
             self.bucket_of[members] = np.arange(len(members))
             self.buckets[width] = self._bucket([examples[i] for i in members], width, map_index)
+            if release:
+                for i in members.tolist():
+                    examples[i] = replace(examples[i], maps=np.zeros((0, 0, 0), np.float16))  # type: ignore[index]
 
     def _bucket(self, examples: list[ProbeExample], width: int, map_index: np.ndarray | None) -> dict[str, torch.Tensor]:
         # Buckets keep float16 inputs as float16 (exactly widened per batch), others float32.

@@ -291,6 +291,7 @@ def train_probe(
     *,
     on_epoch: Callable[[EpochLog], None] | None = None,
     device: str | torch.device = "cpu",
+    release_train: bool = False,
 ) -> TrainedProbe:
     """Train a probe with Adam, early-stopping on the dev score; returns the best epoch's weights.
 
@@ -302,6 +303,8 @@ def train_probe(
         train, dev: sentences; attention probes read `maps`, GloVe probes `vectors`, the
             structural probe `hidden` (every example must carry what its probe reads).
         on_epoch: called after each epoch (for MLflow metrics).
+        release_train: `train` is a list whose examples' attention maps may be dropped once
+            they are collated (the caller does not need them again): they are then held once.
     """
     if not train or not dev:
         raise ValueError("train_probe needs at least one train and one dev sentence")
@@ -316,7 +319,7 @@ def train_probe(
     generator = torch.Generator().manual_seed(config.seed)
     optimizer = torch.optim.Adam(module.parameters(), lr=config.lr)
     # Padded once, per sentence length: an epoch is tensor gathers, not per-sentence Python.
-    train_set = CollatedSet(train, config.kind, map_index, device)
+    train_set = CollatedSet(train, config.kind, map_index, device, release=release_train)
     dev_set = CollatedSet(dev, config.kind, map_index, device)
     history: list[EpochLog] = []
     best_score, best_epoch, best_state, stale = -math.inf, 0, None, 0

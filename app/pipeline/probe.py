@@ -320,7 +320,8 @@ def _train_and_score(settings: Settings, db: Engine, kind: str, model: str | Non
                                 step=log.epoch)
             say(f"{label} epoch {log.epoch}: train loss {log.train_loss:.3f}, dev {config.metric} {log.dev_score:.1f}")
 
-        trained = probes.train_probe(config, data["train"], data["dev"], on_epoch=on_epoch)
+        # The train maps are not read again: training holds them once, collated.
+        trained = probes.train_probe(config, data["train"], data["dev"], on_epoch=on_epoch, release_train=True)
         dev_score, _ = probes.evaluate(trained, data["dev"])
         test_score, n_test = probes.evaluate(trained, data["test"])
         best_epoch, artifacts = trained.best_epoch, trained.state_arrays()
