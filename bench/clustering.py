@@ -14,7 +14,7 @@ the exact float64 average over every query token, computed with the straightforw
 formula; max |delta| over all pairs of heads (target <= 0.01), and the same for the exact
 stride 1 in float32.
 
-Usage: python bench/clustering.py [--segments 128] [--repeats 3] [--threads 2]
+Usage: python bench/clustering.py [--segments 128] [--repeats 3] [--threads 2] [--clock wall|cpu]
 """
 
 from __future__ import annotations
@@ -82,14 +82,16 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--clock", choices=["wall", "cpu"], default="wall", help="cpu: process time (use 1 thread)")
     args = parser.parse_args()
+    clock = time.process_time if args.clock == "cpu" else time.perf_counter
     torch.set_num_threads(args.threads)
     loaded = load_encoder(resolve_model_path("minilm", None, CACHE))
     info = loaded.info
     encoded = encode(loaded, wiki_inputs(loaded.tokenizer, args.segments))
     print(
         f"MiniLM-L6 ({info.n_layers}x{info.n_heads}), {len(encoded)} Wikipedia segments, batch "
-        f"{args.batch_size}, {torch.get_num_threads()} threads, query stride {QUERY_STRIDE}"
+        f"{args.batch_size}, {torch.get_num_threads()} threads, {args.clock} clock, query stride {QUERY_STRIDE}"
     )
     n_l, n_h = info.n_layers, info.n_heads
     run(loaded, encoded[: args.batch_size], args.batch_size, [SurfaceAnalysis(n_l, n_h)])  # warm-up
@@ -99,9 +101,9 @@ def main() -> None:
             analyses: list[Analysis] = [SurfaceAnalysis(n_l, n_h)]
             if mode == "surface+clustering":
                 analyses.append(HeadClustering(n_l, n_h))
-            start = time.perf_counter()
+            start = clock()
             run(loaded, encoded, args.batch_size, analyses)
-            times[mode].append(time.perf_counter() - start)
+            times[mode].append(clock() - start)
     cost = statistics.median(
         (both - surface) / surface for both, surface in zip(times["surface+clustering"], times["surface"])
     )
