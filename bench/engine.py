@@ -15,7 +15,13 @@ Measured side by side in one run (interleaved repeats, medians), on real Wikiped
 Peak memory is measured in child processes for N and 4N segments, to show that it does not
 grow with the corpus.
 
+Inputs: `--corpus wiki` (Wikipedia paragraph pairs, up to 128 tokens) or `--corpus ud-ewt-dev`
+(the treebank's dev sentences: short, so per-word work weighs more); `--model minilm` or
+`--model bert-base-random` (a randomly initialised BERT-base-shaped encoder, 12 x 12, hidden
+768, with MiniLM's tokenizer).
+
 Usage: python bench/engine.py [--segments 128] [--baseline-segments 24] [--repeats 3]
+                              [--corpus wiki|ud-ewt-dev] [--model minilm|bert-base-random]
 """
 
 from __future__ import annotations
@@ -45,6 +51,38 @@ from app.ingest.unlabeled import WikiConfig, build_wiki_segments  # noqa: E402
 from app.types import SegmentInput  # noqa: E402
 
 CACHE = Path(__file__).resolve().parents[1] / "cache"
+DATA = Path(__file__).resolve().parents[1] / "../shared/data"
+
+
+def ud_inputs(n: int) -> list[SegmentInput]:
+    """The first n sentences of UD EWT dev, as single-sequence segments."""
+    from app.ingest.conll import read_conll
+
+    sentences = read_conll(DATA / "ud_english_ewt" / "en_ewt-ud-dev.conllu")
+    inputs = []
+    for i, sentence in zip(range(n), sentences):
+        forms = [word.form for word in sentence.words]
+        inputs.append(SegmentInput(i, f"ud-{i}", forms, [0] * len(forms)))
+    return inputs
+
+
+def load(model: str, dtype: str = "float32"):  # type: ignore[no-untyped-def]
+    """MiniLM, or a random BERT-base-shaped encoder (12 layers x 12 heads, hidden 768)."""
+    loaded = load_encoder(resolve_model_path("minilm", None, CACHE), dtype=dtype)
+    if model == "bert-base-random":
+        from dataclasses import replace
+
+        from transformers import BertConfig, BertModel
+
+        config = BertConfig(
+            vocab_size=loaded.tokenizer.vocab_size, hidden_size=768, num_hidden_layers=12,
+            num_attention_heads=12, intermediate_size=3072, attn_implementation="eager",
+        )
+        torch.manual_seed(0)
+        to = {"float32": torch.float32, "bfloat16": torch.bfloat16}[dtype]
+        loaded.model = BertModel(config).eval().to(to)
+        loaded.info = replace(loaded.info, n_layers=12, n_heads=12, hidden_size=768)
+    return loaded
 
 
 def wiki_inputs(tokenizer, n: int) -> list[SegmentInput]:  # type: ignore[no-untyped-def]
@@ -61,11 +99,15 @@ def encode(loaded, inputs):  # type: ignore[no-untyped-def]
 
 
 def run_bare(loaded, encoded, batch_size: int) -> None:  # type: ignore[no-untyped-def]
-    from transformers import AutoModel
-
+    """The same weights with SDPA attention and no attention weights: the ceiling."""
     model = getattr(run_bare, "model", None)
     if model is None:
-        model = AutoModel.from_pretrained(str(loaded.directory), attn_implementation="sdpa").eval()
+        import copy
+
+        config = copy.deepcopy(loaded.model.config)  # the engine's model stays eager
+        config._attn_implementation = "sdpa"
+        model = type(loaded.model)(config).eval()
+        model.load_state_dict(loaded.model.state_dict())
         run_bare.model = model  # type: ignore[attr-defined]
     with torch.inference_mode():
         for start in range(0, len(encoded), batch_size):
@@ -122,10 +164,13 @@ def run_per_sentence(loaded, encoded) -> None:  # type: ignore[no-untyped-def]
                     words[:, query].argmax()
 
 
+CLOCK = time.perf_counter  # --clock cpu: process time, steadier on a shared machine (use 1 thread)
+
+
 def timed(function, *args) -> float:  # type: ignore[no-untyped-def]
-    start = time.perf_counter()
+    start = CLOCK()
     function(*args)
-    return time.perf_counter() - start
+    return CLOCK() - start
 
 
 def peak_rss_child(n: int, batch_size: int) -> float:
@@ -136,7 +181,7 @@ def peak_rss_child(n: int, batch_size: int) -> float:
 
 
 def child(n: int, batch_size: int) -> None:
-    loaded = load_encoder(resolve_model_path("minilm", None, CACHE))
+    loaded = load("minilm")
     encoded = encode(loaded, wiki_inputs(loaded.tokenizer, n))
     run_engine(loaded, encoded, batch_size)
     print(json.dumps({"peak_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
@@ -153,22 +198,30 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--corpus", choices=["wiki", "ud-ewt-dev"], default="wiki")
+    parser.add_argument("--model", choices=["minilm", "bert-base-random"], default="minilm")
+    parser.add_argument("--no-memory", action="store_true", help="skip the peak-RSS child processes")
+    parser.add_argument("--clock", choices=["wall", "cpu"], default="wall")
     parser.add_argument("--child", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    global CLOCK
+    CLOCK = time.process_time if args.clock == "cpu" else time.perf_counter
     if args.child:
         child(args.child, args.batch_size)
         return
 
-    loaded = load_encoder(resolve_model_path("minilm", None, CACHE))
-    loaded_bf16 = load_encoder(resolve_model_path("minilm", None, CACHE), dtype="bfloat16")
-    encoded = encode(loaded, wiki_inputs(loaded.tokenizer, args.segments))
+    loaded = load(args.model)
+    loaded_bf16 = load(args.model, dtype="bfloat16")
+    inputs = wiki_inputs(loaded.tokenizer, args.segments) if args.corpus == "wiki" else ud_inputs(args.segments)
+    encoded = encode(loaded, inputs)
     baseline_set = encoded[-args.baseline_segments :]  # the longest segments, near 128 tokens
     tokens = np.mean([s.n_tokens for s in encoded])
+    info = loaded.info
     print(
-        f"MiniLM-L6 (6x12), {len(encoded)} Wikipedia segments, mean {tokens:.0f} tokens "
+        f"{args.model} ({info.n_layers}x{info.n_heads}), {len(encoded)} {args.corpus} segments, mean {tokens:.0f} tokens "
         f"(per-sentence baseline: {len(baseline_set)} segments, mean {np.mean([s.n_tokens for s in baseline_set]):.0f}), "
-        f"batch {args.batch_size}, {torch.get_num_threads()} threads, {args.repeats} interleaved repeats"
+        f"batch {args.batch_size}, {torch.get_num_threads()} threads, {args.repeats} interleaved repeats, {args.clock} clock"
     )
 
     # Warm-up (first calls allocate and pick kernels).
@@ -217,6 +270,8 @@ def main() -> None:
         f"probabilities: {max(v for k, v in deviation.items() if 'entropy' not in k):.4f}"
     )
 
+    if args.no_memory:
+        return
     small, large = args.segments // 2, args.segments * 2
     print(
         f"\npeak RSS, fresh process: {small} segments {peak_rss_child(small, args.batch_size):.0f} MiB, "

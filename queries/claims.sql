@@ -44,14 +44,14 @@ middle_heads as (
 ),
 
 sep_sink as (
-    select 'sep_sink' as claim, to_sep as value, null as ci_low, null as ci_high,
+    select 'sep_sink' as claim, to_sep as value, cast(null as double precision) as ci_low, cast(null as double precision) as ci_high,
            'head ' || (layer + 1) || '-' || (head + 1) as detail
     from (select *, row_number() over (order by to_sep desc, layer, head) as rank from middle_heads) as ranked
     where rank = 1
 ),
 
 special_sink as (
-    select 'special_sink' as claim, to_special as value, null as ci_low, null as ci_high,
+    select 'special_sink' as claim, to_special as value, cast(null as double precision) as ci_low, cast(null as double precision) as ci_high,
            'head ' || (layer + 1) || '-' || (head + 1) || ' ([CLS] + [SEP])' as detail
     from (select *, row_number() over (order by to_special desc, layer, head) as rank from middle_heads) as ranked
     where rank = 1
@@ -233,7 +233,7 @@ distances as (
 clusters as (
     select 'same_layer_heads_cluster' as claim,
            avg(case when same_layer then jsd end) / avg(case when not same_layer then jsd end) as value,
-           null as ci_low, null as ci_high,
+           cast(null as double precision) as ci_low, cast(null as double precision) as ci_high,
            'mean Jensen-Shannon distance within a layer / between layers' as detail
     from distances
     having count(*) > 0

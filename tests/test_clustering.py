@@ -7,7 +7,14 @@ import pytest
 import torch
 from scipy.spatial.distance import jensenshannon
 
-from app.analysis.clustering import js_divergence_sums, mds_coordinates
+from app.analysis.base import AttentionBatch, LayerMaps
+from app.analysis.clustering import (
+    QUERY_STRIDE,
+    HeadClustering,
+    js_divergence_sums,
+    mds_coordinates,
+    sampled_queries,
+)
 
 
 def test_identical_heads_are_at_distance_zero_and_the_matrix_is_symmetric() -> None:
@@ -46,3 +53,45 @@ def test_mds_of_a_hand_made_distance_matrix_recovers_it() -> None:
     assert stress < 1e-3
     again, _ = mds_coordinates(distances)
     np.testing.assert_allclose(again, coordinates)  # deterministic
+
+
+def test_query_sample_rotates_with_the_segment_and_stride_one_is_every_token() -> None:
+    valid = torch.tensor([[True] * 6, [True] * 4 + [False] * 2])
+    sample = sampled_queries(valid, np.array([8, 3]), 4)
+    # Segment 8: offset 0 -> positions 0 and 4; segment 3: offset 3 -> position 1 (5 is padding).
+    assert sample.tolist() == [
+        [True, False, False, False, True, False],
+        [False, True, False, False, False, False],
+    ]
+    assert torch.equal(sampled_queries(valid, np.array([8, 3]), 1), valid)
+
+
+def test_accumulator_averages_the_sampled_rows_only() -> None:
+    generator = torch.Generator().manual_seed(1)
+    maps = torch.randn(2, 1, 2, 5, 5, generator=generator).softmax(-1)  # [layer, batch, head, q, k]
+    batch = AttentionBatch(
+        segment_ids=np.array([0]), input_ids=torch.zeros(1, 5), token_valid=torch.ones(1, 5, dtype=torch.bool),
+        token_kind=torch.zeros(1, 5), token_punct=torch.zeros(1, 5), token_unit=torch.zeros(1, 5),
+        unit_kind=torch.zeros(1, 5), unit_word=torch.zeros(1, 5), n_words=np.array([3]),
+    )
+    for stride, rows in ((1, [0, 1, 2, 3, 4]), (2, [0, 2, 4])):
+        accumulator = HeadClustering(2, 2, query_stride=stride)
+        for layer in range(2):
+            accumulator.update(batch, layer, LayerMaps(token=maps[layer], word=None))
+        accumulator.end_batch(batch)
+        heads = maps.transpose(1, 2).flatten(0, 1)[:, :, rows]  # [head_all, batch, row, key]
+        expected = js_divergence_sums(heads, torch.ones(1, len(rows), dtype=torch.bool)).numpy() / len(rows)
+        np.testing.assert_allclose(accumulator.mean_divergences(), expected, rtol=1e-6)
+
+
+def test_the_query_sample_is_part_of_a_clustering_run_identity() -> None:
+    """A run averaged over every token must never be taken for a sampled one (or back)."""
+    from app.analysis.registry import ANALYSES
+    from app.config import ExtractConfig
+    from app.pipeline.analyze import _run_config
+
+    sampled = _run_config(ExtractConfig(), ANALYSES["clustering"], "weight", "mlm")
+    assert sampled.option("query_stride", None) == QUERY_STRIDE
+    before_sampling = _run_config(ExtractConfig(), ANALYSES["surface"], "weight", "mlm")
+    assert before_sampling.config_hash() != sampled.config_hash()
+    assert _run_config(ExtractConfig(), ANALYSES["surface"], "weight", "mlm").options == ()

@@ -305,9 +305,11 @@ def test_more_workers_than_shards_and_an_empty_selection(
     assert len(shards) == 1 and not shards.iloc[0, 0].startswith("the-driver-elsewhere")
     metrics = _sql(settings, f"select count(*) from head_metrics where run_id = {run_id}")
     assert metrics.iloc[0, 0] == 2 * 4 * 11  # layers x heads x surface metrics
-    with pytest.raises(AppError, match="has no segments"):
+    # Nothing to compute (an empty corpus or --limit 0 is refused at the door; here every
+    # segment is over the budget): one clear line, before any worker starts.
+    with pytest.raises(AppError, match="no segment of corpus 'story' can be analysed"):
         pipeline.analyze(
-            settings, ["surface"], model="workers", corpus="story", config=ExtractConfig(limit=0),
+            settings, ["surface"], model="workers", corpus="story", config=ExtractConfig(max_tokens=3),
             distribute=Distribute(workers=2, threads=1),
         )
 

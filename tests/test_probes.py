@@ -260,3 +260,37 @@ def test_config_validation_and_params() -> None:
     bare = ProbeExample(example.maps, example.heads, example.relations)
     with pytest.raises(AnalysisUnavailable, match="vectors"):
         train_probe(ProbeConfig("attn_glove"), [bare], [bare])
+
+
+@pytest.mark.parametrize("kind", ["attn_glove", "structural", "distance_glove"])
+def test_pre_collated_batches_equal_per_sentence_collation(kind: str) -> None:
+    rng = np.random.default_rng(5)
+    examples = []
+    for n in (3, 5, 3, 4, 5, 1, 4):
+        example = make_example(rng, random_tree(rng, n))
+        # float16 maps and states, as in the feature cache: buckets keep them float16.
+        examples.append(ProbeExample(
+            maps=example.maps.astype(np.float16), heads=example.heads, relations=example.relations,
+            vectors=example.vectors, hidden=None if example.hidden is None else example.hidden.astype(np.float16),
+        ))
+    map_index = np.array([1, 4])
+    collated = probes.CollatedSet(examples, kind, map_index, torch.device("cpu"))
+    for indices in ([6, 0, 2], [1, 4, 3, 0], [5]):
+        expected = probes.collate([examples[i] for i in indices], kind, map_index, torch.device("cpu"))
+        got = collated.batch(np.array(indices))
+        for name, value in vars(expected).items():
+            other = getattr(got, name)
+            assert (value is None) == (other is None), name
+            if value is not None:
+                assert other.dtype == value.dtype and torch.equal(other, value), name
+
+
+def test_release_drops_the_examples_maps_once_collated() -> None:
+    rng = np.random.default_rng(7)
+    examples = [make_example(rng, random_tree(rng, n)) for n in (3, 4, 3)]
+    expected = probes.collate(examples, "attn", np.arange(N_MAPS), torch.device("cpu"))
+    owned = list(examples)
+    collated = probes.CollatedSet(owned, "attn", np.arange(N_MAPS), torch.device("cpu"), release=True)
+    assert all(example.maps.size == 0 for example in owned)
+    assert all(example.maps.size > 0 for example in examples)  # only the given list changes
+    assert torch.equal(collated.batch(np.arange(3)).by_query, expected.by_query)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal, get_args
 
 import numpy as np
@@ -59,7 +59,10 @@ class ProbeBatch:
     valid: torch.Tensor  # [batch, query] bool: a real word
     target: torch.Tensor  # [batch, query] gold candidate (0 = ROOT) or IGNORE
     scored: torch.Tensor  # [batch, query] bool: counts for UAS
-    words: torch.Tensor | None = None  # [batch, map, query, key] word-to-word attention
+    # Word-to-word attention in two layouts, so that every map mix is a matmul over the map
+    # axis of contiguous memory (no transposed copies per step):
+    by_query: torch.Tensor | None = None  # [batch, i, map, j] = alpha^map[i, j]
+    by_key: torch.Tensor | None = None  # [batch, i, map, j] = alpha^map[j, i]
     to_special: torch.Tensor | None = None  # [batch, map, 2, query] word -> [CLS], [SEP]
     from_special: torch.Tensor | None = None  # [batch, map, 2, key] [CLS], [SEP] -> word
     vectors: torch.Tensor | None = None  # [batch, query, dim]
@@ -83,8 +86,14 @@ def tree_distances(heads: np.ndarray) -> np.ndarray:
 
 
 def collate(
-    examples: Sequence[ProbeExample], kind: str, map_index: np.ndarray | None, device: torch.device
+    examples: Sequence[ProbeExample],
+    kind: str,
+    map_index: np.ndarray | None,
+    device: torch.device,
+    dtype: type = np.float32,
+    hidden_dtype: type = np.float32,
 ) -> ProbeBatch:
+    """Pad sentences into one batch; `dtype` is the attention's, `hidden_dtype` the states'."""
     size, width = len(examples), max(example.n_words for example in examples)
     n_words = np.array([example.n_words for example in examples])
     target = np.full((size, width), IGNORE, dtype=np.int64)
@@ -103,9 +112,9 @@ def collate(
     if kind in ATTENTION_KINDS:
         assert map_index is not None
         shape = (size, len(map_index))
-        words = np.zeros((*shape, width, width), dtype=np.float32)
-        to_special = np.zeros((*shape, 2, width), dtype=np.float32)
-        from_special = np.zeros((*shape, 2, width), dtype=np.float32)
+        words = np.zeros((*shape, width, width), dtype=dtype)
+        to_special = np.zeros((*shape, 2, width), dtype=dtype)
+        from_special = np.zeros((*shape, 2, width), dtype=dtype)
         for b, example in enumerate(examples):
             n, maps = example.n_words, example.maps  # maps: [map, query_unit, key_unit]
             inner = slice(1, n + 1)  # the word units
@@ -114,12 +123,15 @@ def collate(
             to_special[b, :, 1, :n] = maps[map_index, inner, n + 1]
             from_special[b, :, 0, :n] = maps[map_index, 0, inner]
             from_special[b, :, 1, :n] = maps[map_index, n + 1, inner]
-        batch.words, batch.to_special = tensor(words), tensor(to_special)
+        # words: [batch, map, query, key] -> the two layouts of ProbeBatch.
+        batch.by_query = tensor(np.ascontiguousarray(words.transpose(0, 2, 1, 3)))
+        batch.by_key = tensor(np.ascontiguousarray(words.transpose(0, 3, 1, 2)))
+        batch.to_special = tensor(to_special)
         batch.from_special = tensor(from_special)
     if kind in GLOVE_KINDS:
         batch.vectors = tensor(_pad([example.vectors for example in examples], width))
     if kind == "structural":
-        batch.hidden = tensor(_pad([example.hidden for example in examples], width))
+        batch.hidden = tensor(_pad([example.hidden for example in examples], width, hidden_dtype))
         distance = np.full((size, width, width), -1.0, dtype=np.float32)
         for b, example in enumerate(examples):
             n, gold = example.n_words, tree_distances(np.asarray(example.heads))
@@ -128,11 +140,114 @@ def collate(
     return batch
 
 
-def _pad(arrays: Sequence[np.ndarray | None], width: int) -> np.ndarray:
-    """[word, dim] arrays -> [batch, word, dim] float32, zero-padded."""
+class CollatedSet:
+    """Examples pre-collated once into padded tensors, one bucket per sentence length.
+
+    An epoch then gathers each mini-batch from at most a few buckets with a handful of
+    tensor operations (no per-sentence Python), and attention stays float16 until a batch
+    is formed. `batch(indices)` equals `collate([examples[i] for i in indices], ...)`, value
+    for value: the same rows in the same order, padded with zeros to the longest sentence.
+    """
+
+    def __init__(
+        self,
+        examples: Sequence[ProbeExample],
+        kind: str,
+        map_index: np.ndarray | None,
+        device: torch.device,
+        *,
+        release: bool = False,
+    ):
+        """With `release`, `examples` must be a list: each example's attention maps are
+        dropped from it (replaced by an empty array) as soon as its bucket holds them, so
+        that the maps are in memory once, not twice, while the buckets are built."""
+        self.kind, self.device = kind, device
+        lengths = np.array([example.n_words for example in examples])
+        self.lengths = lengths
+        self.bucket_of = np.zeros(len(examples), dtype=np.int64)  # example -> its row in its bucket
+        self.buckets: dict[int, dict[str, torch.Tensor]] = {}
+        for width in np.unique(lengths).tolist():
+            members = np.flatnonzero(lengths == width)
+            self.bucket_of[members] = np.arange(len(members))
+            self.buckets[width] = self._bucket([examples[i] for i in members], width, map_index)
+            if release:
+                for i in members.tolist():
+                    examples[i] = replace(examples[i], maps=np.zeros((0, 0, 0), np.float16))  # type: ignore[index]
+
+    def _bucket(self, examples: list[ProbeExample], width: int, map_index: np.ndarray | None) -> dict[str, torch.Tensor]:
+        # Buckets keep float16 inputs as float16 (exactly widened per batch), others float32.
+        def narrow(array: np.ndarray | None) -> type:
+            return np.float16 if array is not None and array.dtype == np.float16 else np.float32
+
+        batch = collate(
+            examples, self.kind, map_index, self.device,
+            dtype=narrow(examples[0].maps), hidden_dtype=narrow(examples[0].hidden),
+        )
+        return {
+            name: value
+            for name, value in vars(batch).items()
+            if isinstance(value, torch.Tensor) and name not in ("n_words", "valid")
+        }
+
+    def batch(self, indices: np.ndarray) -> ProbeBatch:
+        """The padded ProbeBatch of `indices`, in their order."""
+        indices = np.asarray(indices)
+        lengths = self.lengths[indices]
+        width = int(lengths.max())
+        parts: dict[str, list[torch.Tensor]] = {}
+        order = []
+        for length in np.unique(lengths).tolist():
+            chosen = np.flatnonzero(lengths == length)
+            order.append(chosen)
+            rows = torch.from_numpy(self.bucket_of[indices[chosen]]).to(self.device)
+            for name, value in self.buckets[length].items():
+                parts.setdefault(name, []).append(_pad_to(value.index_select(0, rows), name, width))
+        position = np.argsort(np.concatenate(order), kind="stable")
+        in_order = bool(np.all(position == np.arange(len(position))))
+        tensors = {}
+        for name, values in parts.items():
+            value = values[0] if len(values) == 1 else torch.cat(values)
+            if not in_order:  # batches() gives length-sorted indices: usually already in order
+                value = value.index_select(0, torch.from_numpy(position).to(self.device))
+            tensors[name] = value
+        for name in ("by_query", "by_key", "to_special", "from_special", "hidden"):
+            if name in tensors:
+                tensors[name] = tensors[name].float()
+        n_words = torch.from_numpy(lengths).to(self.device)
+        valid = torch.arange(width, device=self.device)[None, :] < n_words[:, None]
+        return ProbeBatch(n_words=n_words, valid=valid, **tensors)
+
+
+# How each ProbeBatch field is padded: the axes that run over words, and the fill value.
+_PADDING = {
+    "target": ((1,), IGNORE),
+    "scored": ((1,), False),
+    "by_query": ((1, 3), 0.0),
+    "by_key": ((1, 3), 0.0),
+    "to_special": ((3,), 0.0),
+    "from_special": ((3,), 0.0),
+    "vectors": ((1,), 0.0),
+    "hidden": ((1,), 0.0),
+    "tree_distance": ((1, 2), -1.0),
+}
+
+
+def _pad_to(value: torch.Tensor, name: str, width: int) -> torch.Tensor:
+    axes, fill = _PADDING[name]
+    missing = width - value.shape[axes[0]]
+    if missing == 0:
+        return value
+    pad: list[int] = []
+    for axis in range(value.dim() - 1, 0, -1):  # F.pad lists the last axis first
+        pad += [0, missing if axis in axes else 0]
+    return torch.nn.functional.pad(value, pad, value=fill)
+
+
+def _pad(arrays: Sequence[np.ndarray | None], width: int, dtype: type = np.float32) -> np.ndarray:
+    """[word, dim] arrays -> [batch, word, dim], zero-padded."""
     first = arrays[0]
     assert first is not None
-    out = np.zeros((len(arrays), width, first.shape[1]), dtype=np.float32)
+    out = np.zeros((len(arrays), width, first.shape[1]), dtype=dtype)
     for b, array in enumerate(arrays):
         assert array is not None
         out[b, : len(array)] = array
@@ -196,11 +311,13 @@ class AttentionProbe(nn.Module):
 
     def forward(self, batch: ProbeBatch) -> torch.Tensor:
         """-> [batch, query, 1 + key] logits over [ROOT, words]."""
-        words = batch.words  # [batch, map, query, key]
-        assert words is not None
-        word = torch.einsum("bmqk,m->bqk", words, self.w) + torch.einsum(
-            "bmkq,m->bqk", words, self.u
-        )
+        assert batch.by_query is not None and batch.by_key is not None
+        # [batch, i, 1, map] @ [batch, i, map, j] -> [batch, i, j]: w . alpha[i, j] + u . alpha[j, i],
+        # one matvec per row (an unbatched weight would make matmul copy the maps to put the
+        # map axis last).
+        size, width, n_maps, _ = batch.by_query.shape
+        w, u = (weight.expand(size, width, 1, n_maps) for weight in (self.w, self.u))
+        word = (torch.matmul(w, batch.by_query) + torch.matmul(u, batch.by_key)).squeeze(2)
         to_root, from_root = _root_attention(batch, self.root_weight)
         root = torch.einsum("bmq,m->bq", to_root, self.w) + torch.einsum(
             "bmq,m->bq", from_root, self.u
@@ -228,20 +345,27 @@ class AttentionGloveProbe(nn.Module):
 
     def forward(self, batch: ProbeBatch) -> torch.Tensor:
         """-> [batch, query, 1 + key] logits over [ROOT, words]."""
-        words, vectors = batch.words, batch.vectors  # [batch, map, query, key], [batch, word, dim]
-        assert words is not None and vectors is not None
-        dim, n_maps = vectors.shape[-1], words.shape[1]
+        by_query, by_key, vectors = batch.by_query, batch.by_key, batch.vectors
+        assert by_query is not None and by_key is not None and vectors is not None
+        dim, n_maps = vectors.shape[-1], by_query.shape[2]
         weight = self.pair.weight  # [2 map, 2 dim]: rows forward maps then transposed maps
         dependent = vectors @ weight[:, :dim].T + self.pair.bias  # [batch, query, 2 map]
         candidate = vectors @ weight[:, dim:].T  # [batch, key, 2 map]
         root_candidate = weight[:, dim:] @ self.root_vector  # [2 map]
         dep_w, dep_u = dependent.split(n_maps, -1)
         cand_w, cand_u = candidate.split(n_maps, -1)
+
+        def mix(coefficients: torch.Tensor, maps: torch.Tensor) -> torch.Tensor:
+            """[batch, i, map] . [batch, i, map, j] -> [batch, i, j]: one matvec per row i."""
+            return torch.matmul(coefficients.unsqueeze(2), maps).squeeze(2)
+
+        # Each term is a matvec over the map axis in the layout where its coefficients' word
+        # is the row (einsums would copy the maps into such layouts on every step):
         word = (
-            torch.einsum("bqm,bmqk->bqk", dep_w, words)
-            + torch.einsum("bkm,bmqk->bqk", cand_w, words)
-            + torch.einsum("bqm,bmkq->bqk", dep_u, words)
-            + torch.einsum("bkm,bmkq->bqk", cand_u, words)
+            mix(dep_w, by_query)  # sum_k W_k v_i alpha^k[i, j]
+            + mix(cand_w, by_key).transpose(1, 2)  # sum_k W'_k v_j alpha^k[i, j]
+            + mix(dep_u, by_key)  # sum_k U_k v_i alpha^k[j, i]
+            + mix(cand_u, by_query).transpose(1, 2)  # sum_k U'_k v_j alpha^k[j, i]
         )
         root_w, root_u = root_candidate.split(n_maps)
         to_root, from_root = _root_attention(batch, self.root_weight)

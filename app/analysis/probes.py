@@ -51,6 +51,7 @@ from app.analysis.probe_models import (  # noqa: F401 - re-exported: the probes'
     PUNCT,
     AttentionGloveProbe,
     AttentionProbe,
+    CollatedSet,
     DistanceGloveProbe,
     ProbeBatch,
     ProbeExample,
@@ -255,18 +256,22 @@ def _mst_edges(weights: np.ndarray) -> set[tuple[int, int]]:
 
 @torch.no_grad()
 def _score(
-    module: nn.Module, config: ProbeConfig, examples: Sequence[ProbeExample]
+    module: nn.Module,
+    config: ProbeConfig,
+    examples: Sequence[ProbeExample],
+    collated: CollatedSet | None = None,
 ) -> tuple[float, int]:
     module.eval()
     device, map_index = _device(module), _map_index_of(module)
-    lengths = np.array([example.n_words for example in examples])
+    if collated is None:
+        collated = CollatedSet(examples, config.kind, map_index, device)
     correct = total = 0
-    for indices in batches(lengths, config.batch_size, None):
-        chosen = [examples[i] for i in indices]
-        batch = collate(chosen, config.kind, map_index, device)
+    for indices in batches(collated.lengths, config.batch_size, None):
+        batch = collated.batch(indices)
         output = module(batch)
         if config.kind == "structural":
-            for b, example in enumerate(chosen):
+            for b, index in enumerate(indices.tolist()):
+                example = examples[index]
                 n = example.n_words
                 hits, gold = uuas_counts(
                     output[b, :n, :n].cpu().numpy(), example.heads, example.relations
@@ -286,6 +291,7 @@ def train_probe(
     *,
     on_epoch: Callable[[EpochLog], None] | None = None,
     device: str | torch.device = "cpu",
+    release_train: bool = False,
 ) -> TrainedProbe:
     """Train a probe with Adam, early-stopping on the dev score; returns the best epoch's weights.
 
@@ -297,6 +303,8 @@ def train_probe(
         train, dev: sentences; attention probes read `maps`, GloVe probes `vectors`, the
             structural probe `hidden` (every example must carry what its probe reads).
         on_epoch: called after each epoch (for MLflow metrics).
+        release_train: `train` is a list whose examples' attention maps may be dropped once
+            they are collated (the caller does not need them again): they are then held once.
     """
     if not train or not dev:
         raise ValueError("train_probe needs at least one train and one dev sentence")
@@ -310,20 +318,21 @@ def train_probe(
     map_index = _map_index_of(module)
     generator = torch.Generator().manual_seed(config.seed)
     optimizer = torch.optim.Adam(module.parameters(), lr=config.lr)
-    lengths = np.array([example.n_words for example in train])
+    # Padded once, per sentence length: an epoch is tensor gathers, not per-sentence Python.
+    train_set = CollatedSet(train, config.kind, map_index, device, release=release_train)
+    dev_set = CollatedSet(dev, config.kind, map_index, device)
     history: list[EpochLog] = []
     best_score, best_epoch, best_state, stale = -math.inf, 0, None, 0
     for epoch in range(1, config.max_epochs + 1):
         module.train()
         loss_sum = 0.0
-        for indices in batches(lengths, config.batch_size, generator):
-            batch = collate([train[i] for i in indices], config.kind, map_index, device)
-            loss = _loss(module, batch, config.kind)
+        for indices in batches(train_set.lengths, config.batch_size, generator):
+            loss = _loss(module, train_set.batch(indices), config.kind)
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
             loss_sum += loss.item() * len(indices)
-        dev_score, _ = _score(module, config, dev)
+        dev_score, _ = _score(module, config, dev, dev_set)
         log = EpochLog(epoch, loss_sum / len(train), dev_score)
         history.append(log)
         if on_epoch is not None:

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from app.analysis.base import Analysis
-from app.analysis.clustering import HeadClustering
+from app.analysis.clustering import QUERY_STRIDE, HeadClustering
 from app.analysis.coref import CorefHeads
 from app.analysis.examples import ExampleMaps
 from app.analysis.importance import GradientImportance
@@ -23,6 +23,9 @@ class AnalysisSpec:
     overflow: str = "skip"
     # Corpus data the analysis needs besides attention, loaded by the pipeline by name.
     context: str | None = None
+    # Fixed choices of the analysis that change its results: part of each run's identity,
+    # so a run made under another choice is never taken for this one.
+    identity: tuple[tuple[str, Any], ...] = ()
 
     def build(self, n_layers: int, n_heads: int, context: Any = None) -> Analysis:
         if self.context is None:
@@ -54,6 +57,7 @@ ANALYSES: dict[str, AnalysisSpec] = {
             "clustering",
             HeadClustering,
             "paper §6: Jensen-Shannon distances between heads and a 2-D MDS map",
+            identity=(("query_stride", QUERY_STRIDE),),
         ),
         AnalysisSpec(
             "examples",

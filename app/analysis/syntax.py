@@ -32,7 +32,7 @@ OFFSETS = (-3, -2, -1, 1, 2, 3)
 
 
 def word_predictions(word_maps: torch.Tensor, unit_kind: torch.Tensor) -> dict[str, torch.Tensor]:
-    """Per query unit and head: argmax over other words, both ways, and special-token mass.
+    """Per word query unit and head: argmax over other words, both ways, and special-token mass.
 
     Args:
         word_maps: [batch, head, query_unit, key_unit] word-level attention.
@@ -42,31 +42,47 @@ def word_predictions(word_maps: torch.Tensor, unit_kind: torch.Tensor) -> dict[s
         predicted, attended_by: [batch, head, unit] unit indices (-1: no candidate);
         weight: [batch, head, unit] attention to `predicted`;
         cls_weight, sep_weight: [batch, head, unit] attention to [CLS] / all [SEP]s.
+        Only the rows of word units are defined (the others are never read).
     """
-    n_units = word_maps.shape[-1]
+    batch, heads, n_units, _ = word_maps.shape
     is_word = unit_kind == WORD  # [batch, unit]
     not_self = ~torch.eye(n_units, dtype=torch.bool, device=word_maps.device)
-    # candidate[b, q, k]: key k is a word other than q. The same mask, read [b, k, q], picks
-    # the candidate queries for the transposed ("attended by") direction.
-    candidate = (is_word.unsqueeze(1) & not_self).unsqueeze(1)  # [batch, 1, query, key]
-    has_candidate = candidate.any(-1)  # [batch, 1, query]
+    # pair[b, q, k]: q and k are two different words. For a word query q the candidates
+    # are the keys k with pair[q, k]; for a word key k, the queries q with pair[q, k]; rows of
+    # non-word units are not read, so one symmetric mask serves both directions.
+    pair = is_word.unsqueeze(2) & is_word.unsqueeze(1) & not_self  # [batch, query, key]
+    has_candidate = pair.any(-1).unsqueeze(1)  # [batch, 1, unit]
     # Weights lie in [0, 1], so subtracting 2 from non-candidates excludes them from the max
-    # without a masked copy; max/argmax return the first (leftmost) of tied maxima.
-    penalty = torch.where(candidate, 0.0, -2.0).to(word_maps.dtype)
-    weight, predicted = (word_maps + penalty).max(-1)
-    # The transposed penalty picks, for each key k, the queries q that are words other than k.
-    attended_by = (word_maps + penalty.transpose(-1, -2)).argmax(-2)
-    none = torch.full_like(predicted, -1)
-    predicted = torch.where(has_candidate, predicted, none)
-    attended_by = torch.where(has_candidate, attended_by, none)
-    specials = torch.stack([unit_kind == CLS, unit_kind == SEP], dim=-1).to(word_maps.dtype)
-    to_special = word_maps @ specials.unsqueeze(1)  # [batch, head, query, 2]
+    # without changing a candidate's value; max returns the first (leftmost) of tied maxima.
+    # Both directions take a row max over one buffer: [0] the maps, [1] the maps transposed
+    # (written contiguous by the add, cheaper than an argmax along the query axis).
+    penalty = torch.where(pair, 0.0, -2.0).to(word_maps.dtype).unsqueeze(1)
+    both = word_maps.new_empty(2, batch, heads, n_units, n_units)
+    torch.add(word_maps, penalty, out=both[0])
+    torch.add(word_maps.transpose(-1, -2), penalty, out=both[1])
+    best, index = both.max(-1)  # [2, batch, head, unit]
+    none = torch.full_like(index[0], -1)
+    # Special-token mass: gather the [CLS] and [SEP] columns (cheaper than a thin matmul).
+    is_cls = (unit_kind == CLS).to(torch.int8)
+    cls_unit = is_cls.argmax(-1)  # [batch]: the first [CLS]
+    cls_weight = word_maps.gather(-1, cls_unit.view(batch, 1, 1, 1).expand(batch, heads, n_units, 1))
+    cls_weight = cls_weight * is_cls.amax(-1).to(word_maps.dtype).view(batch, 1, 1, 1)
+    is_sep = unit_kind == SEP
+    sep_weight = torch.zeros_like(cls_weight)
+    n_sep = int(is_sep.sum(-1).max()) if is_sep.numel() else 0
+    if n_sep:
+        # The SEP units of each row, in order, padded with the row's first unit at weight 0.
+        order = torch.sort(is_sep.to(torch.int8), dim=-1, descending=True, stable=True)
+        sep_units, present = order.indices[:, :n_sep], order.values[:, :n_sep].to(word_maps.dtype)
+        columns = word_maps.gather(-1, sep_units.view(batch, 1, 1, n_sep).expand(batch, heads, n_units, n_sep))
+        for s in range(n_sep):
+            sep_weight += columns[..., s : s + 1] * present.view(batch, 1, 1, n_sep)[..., s : s + 1]
     return {
-        "predicted": predicted,
-        "attended_by": attended_by,
-        "weight": torch.where(has_candidate, weight, torch.zeros_like(weight)),
-        "cls_weight": to_special[..., 0],
-        "sep_weight": to_special[..., 1],
+        "predicted": torch.where(has_candidate, index[0], none),
+        "attended_by": torch.where(has_candidate, index[1], none),
+        "weight": torch.where(has_candidate, best[0], torch.zeros_like(best[0])),
+        "cls_weight": cls_weight.squeeze(-1),
+        "sep_weight": sep_weight.squeeze(-1),
     }
 
 

@@ -73,10 +73,38 @@ def collate(
     return batch, inputs
 
 
+def keep_freed_memory() -> None:
+    """Ask glibc's malloc to reuse freed blocks instead of returning them to the OS.
+
+    Every layer allocates map-sized temporaries (megabytes each). By default glibc serves
+    such blocks with mmap and unmaps them on free, so each new block is page-faulted and
+    zeroed again: measurable system time on every layer. With a high mmap threshold and no
+    trimming they come from the heap and are reused; the process keeps its peak (which is
+    flat: one batch of maps at a time). A no-op where glibc is absent.
+    """
+    import ctypes
+    import ctypes.util
+    import sys
+
+    if not sys.platform.startswith("linux") or getattr(keep_freed_memory, "done", False):
+        return
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        m_trim_threshold, m_top_pad, m_mmap_threshold = -1, -2, -3
+        libc.mallopt(m_mmap_threshold, 32 << 20)  # glibc's maximum (64-bit)
+        libc.mallopt(m_trim_threshold, (1 << 31) - 1)
+        libc.mallopt(m_top_pad, 64 << 20)
+    except (OSError, AttributeError):
+        return
+    keep_freed_memory.done = True  # type: ignore[attr-defined]
+
+
 class AttentionEngine:
     """Runs an encoder over encoded segments and feeds the analyses layer by layer."""
 
     def __init__(self, model, *, pad_id: int, batch_size: int, device: str = "cpu"):  # type: ignore[no-untyped-def]
+        if device == "cpu":
+            keep_freed_memory()
         self.model = model
         self.pad_id = pad_id
         self.batch_size = batch_size

@@ -91,7 +91,9 @@ def read_shards(directory: Path) -> Iterator[tuple[int, np.ndarray, np.ndarray |
             map_offset = word_offset = 0
             for segment_id, n_units in zip(shard["segment_ids"].tolist(), units.tolist()):
                 size = n_maps * n_units * n_units
-                block = maps[map_offset : map_offset + size].reshape(n_maps, n_units, n_units)
+                # A copy, not a view: a consumer that drops a segment's maps frees them
+                # (a view would keep the whole shard alive).
+                block = maps[map_offset : map_offset + size].reshape(n_maps, n_units, n_units).copy()
                 map_offset += size
                 words = None
                 if hidden is not None:

@@ -177,7 +177,7 @@ def _run_config(config: ExtractConfig, spec: Any, weighting: str, objective: str
     keep their identity. Documents are truncated to the budget, not skipped, for analyses
     that ask for it (coreference, like the paper).
     """
-    options = dict(config.options)
+    options = {**dict(spec.identity), **dict(config.options)}
     if spec.overflow == "truncate":
         config = replace(config, overflow="truncate")
     if weighting != "weight":

@@ -408,7 +408,8 @@ def _train_and_score(settings: Settings, db: Engine, kind: str, model: str | Non
             with session_scope(db) as session:
                 work.heartbeat(session)
 
-        trained = probes.train_probe(config, data["train"], data["dev"], on_epoch=on_epoch)
+        # The train maps are not read again: training holds them once, collated.
+        trained = probes.train_probe(config, data["train"], data["dev"], on_epoch=on_epoch, release_train=True)
         dev_score, _ = probes.evaluate(trained, data["dev"])
         test_score, n_test = probes.evaluate(trained, data["test"]) if score_test else (None, None)
         best_epoch, artifacts = trained.best_epoch, trained.state_arrays()
