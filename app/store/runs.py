@@ -141,13 +141,14 @@ def clear_results(session: Session, run_id: int) -> None:
         session.execute(delete(table).where(table.c.run_id == run_id))
 
 
-def _pack(state: dict[str, np.ndarray]) -> bytes:
+def pack_state(state: dict[str, np.ndarray]) -> bytes:
+    """An accumulator's state as .npz bytes: checkpoints and Ray shards store it alike."""
     buffer = io.BytesIO()
     np.savez(buffer, **state)
     return buffer.getvalue()
 
 
-def _unpack(blob: bytes) -> dict[str, np.ndarray]:
+def unpack_state(blob: bytes) -> dict[str, np.ndarray]:
     with np.load(io.BytesIO(blob), allow_pickle=False) as archive:
         return {key: archive[key] for key in archive.files}
 
@@ -159,12 +160,12 @@ def save_checkpoint(
     if checkpoint is None:
         session.add(
             RunCheckpoint(
-                run_id=run_id, segments_done=segments_done, state=_pack(state), updated_at=utcnow()
+                run_id=run_id, segments_done=segments_done, state=pack_state(state), updated_at=utcnow()
             )
         )
     else:
         checkpoint.segments_done = segments_done
-        checkpoint.state = _pack(state)
+        checkpoint.state = pack_state(state)
         checkpoint.updated_at = utcnow()
 
 
@@ -172,7 +173,7 @@ def load_checkpoint(session: Session, run_id: int) -> tuple[int, dict[str, np.nd
     checkpoint = session.get(RunCheckpoint, run_id)
     if checkpoint is None:
         return None
-    return checkpoint.segments_done, _unpack(checkpoint.state)
+    return checkpoint.segments_done, unpack_state(checkpoint.state)
 
 
 def finish_run(session: Session, run_id: int, *, n_segments: int, skipped: dict[str, int]) -> None:

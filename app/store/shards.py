@@ -11,7 +11,6 @@ load fail instead of duplicating rows, and a crash before the commit leaves neit
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import shutil
@@ -25,6 +24,7 @@ from sqlalchemy.orm import Session
 from app.analysis.base import Rows
 from app.errors import AppError
 from app.store.corpora import utcnow
+from app.store.runs import pack_state, unpack_state
 from app.store.schema import LoadedShard
 
 MANIFEST = "manifest.json"
@@ -50,17 +50,6 @@ def run_folder(cache_dir: Path, run_id: int) -> Path:
 
 def shard_folder(folder: Path, shard: int) -> Path:
     return folder / f"shard-{shard:05d}"
-
-
-def pack_state(state: dict[str, np.ndarray]) -> bytes:
-    buffer = io.BytesIO()
-    np.savez(buffer, **state)
-    return buffer.getvalue()
-
-
-def unpack_state(blob: bytes) -> dict[str, np.ndarray]:
-    with np.load(io.BytesIO(blob), allow_pickle=False) as archive:
-        return {key: archive[key] for key in archive.files}
 
 
 def write_shard(
