@@ -197,6 +197,10 @@ def _feed(batch: AttentionBatch, layer_maps: Iterable[LayerMaps], analyses: Sequ
     for layer, maps in enumerate(layer_maps):
         for analysis in analyses:
             analysis.update(batch, layer, maps)
+    _end_batch(batch, analyses, progress)
+
+
+def _end_batch(batch: AttentionBatch, analyses: Sequence[Analysis], progress) -> None:  # type: ignore[no-untyped-def]
     for analysis in analyses:
         analysis.end_batch(batch)
     if progress is not None:
@@ -218,10 +222,7 @@ def _feed_weightings(batch: AttentionBatch, attentions, capture: ValueCapture, a
         (maps,) = _forward_maps([normed], batch, n_units, words_norm)
         for analysis in by_norm:
             analysis.update(batch, layer, maps)
-    for analysis in analyses:
-        analysis.end_batch(batch)
-    if progress is not None:
-        progress.update(batch.size)
+    _end_batch(batch, analyses, progress)
 
 
 def _forward_maps(attentions, batch: AttentionBatch, n_units: int, want_words: bool) -> Iterator[LayerMaps]:  # type: ignore[no-untyped-def]
