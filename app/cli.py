@@ -561,7 +561,9 @@ def analyze(
                   contrastive: paragraph pairs, in-batch negatives, like sentence encoders)
 
     Each analysis is a database run and an MLflow run. Rerunning a finished config is a
-    no-op; an interrupted one resumes from its last checkpoint.
+    no-op; an interrupted one resumes from its last checkpoint. NAME:norm (e.g.
+    surface:norm) adds that analysis on norm-based maps to the same pass, whatever
+    --weighting says.
 
     \b
     Examples:
@@ -570,6 +572,7 @@ def analyze(
       headlens analyze surface --corpus wiki-segments --dtype bfloat16 --limit 100
       headlens analyze syntax --corpus ud-ewt-dev --workers 2 --threads 1   # 2 Ray actors
       headlens analyze surface syntax --corpus ud-ewt-dev --weighting weight,norm
+      headlens analyze surface clustering surface:norm --corpus wiki-segments
       headlens analyze gradients --corpus wiki-segments --objective contrastive
     """
     config = ExtractConfig(

@@ -98,9 +98,8 @@ def reproduce(settings: Settings, *, quick: bool = False, dtype: str = "float32"
     wiki = "wiki-segments" if not quick else "wiki-segments-quick"
     pipeline.ingest_corpus(settings, wiki, options={"source": "wiki-segments", "n_segments": plan.wiki_segments})
     surface_config = ExtractConfig(dtype=dtype)  # type: ignore[arg-type]
-    steps.analyze(["surface", "clustering"], model, wiki, surface_config)
-    # Norm-based maps (Kobayashi et al. 2020) come from the same kind of pass, one extra run.
-    steps.analyze(["surface"], model, wiki, surface_config, weightings=["norm"])
+    # Norm-based maps (Kobayashi et al. 2020) come from the same forward pass, one extra run.
+    steps.analyze(["surface", "clustering", "surface:norm"], model, wiki, surface_config)
     steps.analyze(["surface"], random_model, wiki, surface_config)
     steps.table("Surface statistics per layer (paper Fig. 2, 4)", "surface_by_layer", model=model, corpus=wiki)
     steps.table("Heads with a clear surface pattern (paper §3)", "surface_heads", model=model, corpus=wiki)
@@ -125,8 +124,7 @@ def reproduce(settings: Settings, *, quick: bool = False, dtype: str = "float32"
     pipeline.ingest_corpus(settings, treebank)
     pipeline.annotate(settings, treebank)
     # Accuracy tables stay in float32: bf16 can flip near-tied argmaxes (shared/STACK.md).
-    steps.analyze(["syntax", "examples"], model, treebank, ExtractConfig(limit=plan.syntax_limit))
-    steps.analyze(["syntax"], model, treebank, ExtractConfig(limit=plan.syntax_limit), weightings=["norm"])
+    steps.analyze(["syntax", "examples", "syntax:norm"], model, treebank, ExtractConfig(limit=plan.syntax_limit))
     for annotation, label in (("gold", "gold UD, mapped to the paper's relations"),
                               ("silver", "silver spaCy parse, Stanford-style labels")):
         steps.table(f"Table 1: best head per relation on {treebank} ({label})", "table1_relations",

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -283,6 +286,39 @@ def test_pre_collated_batches_equal_per_sentence_collation(kind: str) -> None:
             assert (value is None) == (other is None), name
             if value is not None:
                 assert other.dtype == value.dtype and torch.equal(other, value), name
+
+
+def test_streamed_and_spilled_maps_batch_like_in_memory_ones(tmp_path: Path) -> None:
+    """Maps arriving in another order and kept in files give the same batches and training."""
+    rng = np.random.default_rng(11)
+    examples = [make_example(rng, random_tree(rng, n)) for n in (4, 2, 6, 4, 3, 6, 2)]
+    examples = [replace(example, maps=example.maps.astype(np.float16)) for example in examples]
+    map_index = np.array([0, 3, 5])
+    in_memory = probes.CollatedSet(examples, "attn_glove", map_index, torch.device("cpu"))
+    order = rng.permutation(len(examples)).tolist()
+    placeholders = [replace(example, maps=np.zeros((0, 0, 0), np.float16)) for example in examples]
+    streamed = probes.CollatedSet(placeholders, "attn_glove", map_index, torch.device("cpu"),
+                                  maps=((i, examples[i].maps) for i in order), spill=tmp_path)
+    assert sorted(path.name for path in tmp_path.iterdir()) == [f"bucket-{n:04d}.f16" for n in (2, 3, 4, 6)]
+    for indices in ([6, 0, 2], [1, 4, 3, 0, 5], [5]):
+        expected, got = in_memory.batch(np.array(indices)), streamed.batch(np.array(indices))
+        for name, value in vars(expected).items():
+            other = getattr(got, name)
+            assert (value is None) == (other is None), name
+            if value is not None:
+                assert torch.equal(other, value), name
+    streamed.close()
+    with pytest.raises(ValueError, match="no maps for example 1"):
+        probes.CollatedSet(placeholders, "attn", map_index, torch.device("cpu"),
+                           maps=((i, examples[i].maps) for i in (0, 2, 3, 4, 5, 6)))
+    config = ProbeConfig("attn_glove", max_epochs=2)
+    dev = examples[:3]
+    plain = train_probe(config, examples, dev)
+    spilled = train_probe(config, placeholders, dev, train_maps=((i, examples[i].maps) for i in order),
+                          spill=tmp_path)
+    assert not list(tmp_path.glob("tmp*"))  # the run's spill folder is removed
+    for name, value in plain.module.state_dict().items():
+        assert torch.equal(spilled.module.state_dict()[name], value), name
 
 
 def test_release_drops_the_examples_maps_once_collated() -> None:

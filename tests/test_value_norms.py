@@ -13,6 +13,7 @@ import torch
 from app import pipeline
 from app.analysis.base import Analysis, AttentionBatch, LayerMaps, Rows
 from app.config import ExtractConfig
+from app.errors import AppError
 from app.extract.value_norms import head_value_norms, norm_maps
 from app.types import SegmentInput
 from tests.conftest import FIXTURES
@@ -131,6 +132,17 @@ def test_weight_and_norm_runs_side_by_side(toy) -> None:  # type: ignore[no-unty
         weightings=["weight", "norm"],
     )
     assert [s.state for s in again] == ["done", "done"]
+    # NAME:WEIGHTING names one run: the same runs as --weighting gives, nothing else added.
+    named = pipeline.analyze(
+        toy, ["surface", "surface:norm", "syntax:norm", "surface"], model="tiny", corpus="toy",
+        config=ExtractConfig(),
+    )
+    assert [(s.analysis, s.weighting, s.state) for s in named] == [
+        ("surface", "weight", "done"), ("surface", "norm", "done"), ("syntax", "norm", "done")
+    ]
+    for bad, message in (("surface:value", "weighting"), ("gradients:norm", "attention weights only")):
+        with pytest.raises(AppError, match=message):
+            pipeline.analyze(toy, [bad], model="tiny", corpus="toy", config=ExtractConfig())
 
 
 def test_projections_are_found_in_bert_and_mpnet_layers() -> None:

@@ -7,9 +7,11 @@ forward pass needs, so that each file stays about one thing.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Sequence
+import os
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
-from typing import Literal, get_args
+from pathlib import Path
+from typing import Any, Literal, get_args
 
 import numpy as np
 import torch
@@ -92,8 +94,12 @@ def collate(
     device: torch.device,
     dtype: type = np.float32,
     hidden_dtype: type = np.float32,
+    key_layout: bool = True,
 ) -> ProbeBatch:
-    """Pad sentences into one batch; `dtype` is the attention's, `hidden_dtype` the states'."""
+    """Pad sentences into one batch; `dtype` is the attention's, `hidden_dtype` the states'.
+
+    Without `key_layout` the batch has by_query only (CollatedSet builds by_key per batch).
+    """
     size, width = len(examples), max(example.n_words for example in examples)
     n_words = np.array([example.n_words for example in examples])
     target = np.full((size, width), IGNORE, dtype=np.int64)
@@ -125,7 +131,8 @@ def collate(
             from_special[b, :, 1, :n] = maps[map_index, n + 1, inner]
         # words: [batch, map, query, key] -> the two layouts of ProbeBatch.
         batch.by_query = tensor(np.ascontiguousarray(words.transpose(0, 2, 1, 3)))
-        batch.by_key = tensor(np.ascontiguousarray(words.transpose(0, 3, 1, 2)))
+        if key_layout:
+            batch.by_key = tensor(np.ascontiguousarray(words.transpose(0, 3, 1, 2)))
         batch.to_special = tensor(to_special)
         batch.from_special = tensor(from_special)
     if kind in GLOVE_KINDS:
@@ -140,6 +147,46 @@ def collate(
     return batch
 
 
+class SpilledRows:
+    """A bucket's float16 word maps in a file, read back a few rows at a time.
+
+    Training sets larger than memory keep their one big field (by_query) on disk: each
+    batch reads its rows with positional reads, which go through the page cache without
+    mapping the file, so the process's resident memory stays one batch, whatever the corpus.
+    """
+
+    def __init__(self, path: Path, row_shape: tuple[int, ...]):
+        self.path, self.row_shape, self.rows = path, row_shape, 0
+        self.row_bytes = int(np.prod(row_shape)) * 2
+        self._file = open(path, "ab")  # noqa: SIM115 - closed by finish() before any read
+        self._fd: int | None = None
+
+    def append(self, row: torch.Tensor) -> None:
+        self._file.write(row.numpy().tobytes())
+        self.rows += 1
+
+    def finish(self) -> None:
+        self._file.close()
+        self._fd = os.open(self.path, os.O_RDONLY)
+
+    def index_select(self, axis: int, rows: torch.Tensor) -> torch.Tensor:
+        """The rows (axis 0), as a float16 tensor; the same call as on an in-memory bucket."""
+        assert axis == 0 and self._fd is not None
+        out = np.empty((len(rows), *self.row_shape), dtype=np.float16)
+        flat = out.reshape(len(rows), -1).view(np.uint8)
+        for position, row in enumerate(rows.tolist()):
+            if os.preadv(self._fd, [flat[position]], row * self.row_bytes) != self.row_bytes:
+                raise OSError(f"{self.path}: row {row} is short")
+        return torch.from_numpy(out)
+
+    def close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+    __del__ = close
+
+
 class CollatedSet:
     """Examples pre-collated once into padded tensors, one bucket per sentence length.
 
@@ -147,6 +194,11 @@ class CollatedSet:
     tensor operations (no per-sentence Python), and attention stays float16 until a batch
     is formed. `batch(indices)` equals `collate([examples[i] for i in indices], ...)`, value
     for value: the same rows in the same order, padded with zeros to the longest sentence.
+
+    The word maps are kept in one layout (by_query); `batch()` builds by_key from it while
+    widening. Sentences are collated one at a time as their maps arrive, so a corpus's maps
+    never need to be in memory at once: `maps` streams them from the feature cache, and
+    `spill` puts the buckets' word maps in files there instead of in memory.
     """
 
     def __init__(
@@ -157,37 +209,70 @@ class CollatedSet:
         device: torch.device,
         *,
         release: bool = False,
+        maps: Iterable[tuple[int, np.ndarray]] | None = None,
+        spill: Path | None = None,
     ):
-        """With `release`, `examples` must be a list: each example's attention maps are
-        dropped from it (replaced by an empty array) as soon as its bucket holds them, so
-        that the maps are in memory once, not twice, while the buckets are built."""
+        """Args:
+            release: `examples` must be a list: each example's attention maps are dropped
+                from it (replaced by an empty array) as soon as they are collated.
+            maps: (example index, maps [map, unit, unit]) for every example, in any order,
+                instead of the examples' own `maps`.
+            spill: a directory for the buckets' word maps (attention probes).
+        """
         self.kind, self.device = kind, device
-        lengths = np.array([example.n_words for example in examples])
-        self.lengths = lengths
-        self.bucket_of = np.zeros(len(examples), dtype=np.int64)  # example -> its row in its bucket
-        self.buckets: dict[int, dict[str, torch.Tensor]] = {}
-        for width in np.unique(lengths).tolist():
-            members = np.flatnonzero(lengths == width)
-            self.bucket_of[members] = np.arange(len(members))
-            self.buckets[width] = self._bucket([examples[i] for i in members], width, map_index)
+        self.lengths = np.array([example.n_words for example in examples])
+        self.bucket_of = np.full(len(examples), -1, dtype=np.int64)  # example -> its row in its bucket
+        rows: dict[int, dict[str, list[torch.Tensor]]] = {}
+        spilled: dict[int, SpilledRows] = {}
+        source = maps if maps is not None else ((i, example.maps) for i, example in enumerate(examples))
+        for index, example_maps in source:
+            example = examples[index]
+            if self.bucket_of[index] >= 0:
+                raise ValueError(f"example {index}: maps given twice")
+            width = example.n_words
+            if kind in ATTENTION_KINDS and example_maps.shape[1:] != (width + 2, width + 2):
+                raise ValueError(f"example {index}: maps {example_maps.shape} for {width} words")
+            collated = self._row(replace(example, maps=example_maps), map_index)
+            bucket = rows.setdefault(width, {})
+            self.bucket_of[index] = len(next(iter(bucket.values()), ()))
+            if spill is not None and "by_query" in collated:
+                if width not in spilled:
+                    spilled[width] = SpilledRows(spill / f"bucket-{width:04d}.f16", tuple(collated["by_query"].shape[1:]))
+                spilled[width].append(collated.pop("by_query")[0])
+                self.bucket_of[index] = spilled[width].rows - 1
+            for name, value in collated.items():
+                bucket.setdefault(name, []).append(value)
             if release:
-                for i in members.tolist():
-                    examples[i] = replace(examples[i], maps=np.zeros((0, 0, 0), np.float16))  # type: ignore[index]
+                examples[index] = replace(example, maps=np.zeros((0, 0, 0), np.float16))  # type: ignore[index]
+        if np.any(self.bucket_of < 0):
+            raise ValueError(f"no maps for example {int(np.flatnonzero(self.bucket_of < 0)[0])}")
+        self.buckets: dict[int, dict[str, Any]] = {
+            width: {name: torch.cat(values) for name, values in fields.items()} for width, fields in rows.items()
+        }
+        for width, file in spilled.items():
+            file.finish()
+            self.buckets.setdefault(width, {})["by_query"] = file
 
-    def _bucket(self, examples: list[ProbeExample], width: int, map_index: np.ndarray | None) -> dict[str, torch.Tensor]:
-        # Buckets keep float16 inputs as float16 (exactly widened per batch), others float32.
+    def _row(self, example: ProbeExample, map_index: np.ndarray | None) -> dict[str, torch.Tensor]:
+        # Float16 inputs stay float16 (exactly widened per batch), others become float32.
         def narrow(array: np.ndarray | None) -> type:
             return np.float16 if array is not None and array.dtype == np.float16 else np.float32
 
         batch = collate(
-            examples, self.kind, map_index, self.device,
-            dtype=narrow(examples[0].maps), hidden_dtype=narrow(examples[0].hidden),
+            [example], self.kind, map_index, self.device,
+            dtype=narrow(example.maps), hidden_dtype=narrow(example.hidden), key_layout=False,
         )
         return {
             name: value
             for name, value in vars(batch).items()
             if isinstance(value, torch.Tensor) and name not in ("n_words", "valid")
         }
+
+    def close(self) -> None:
+        """Close the spill files (they are read until then)."""
+        for fields in self.buckets.values():
+            if isinstance(fields.get("by_query"), SpilledRows):
+                fields["by_query"].close()
 
     def batch(self, indices: np.ndarray) -> ProbeBatch:
         """The padded ProbeBatch of `indices`, in their order."""
@@ -210,12 +295,26 @@ class CollatedSet:
             if not in_order:  # batches() gives length-sorted indices: usually already in order
                 value = value.index_select(0, torch.from_numpy(position).to(self.device))
             tensors[name] = value
-        for name in ("by_query", "by_key", "to_special", "from_special", "hidden"):
+        for name in ("to_special", "from_special", "hidden"):
             if name in tensors:
                 tensors[name] = tensors[name].float()
+        if "by_query" in tensors:
+            tensors["by_query"], tensors["by_key"] = both_layouts(tensors["by_query"])
         n_words = torch.from_numpy(lengths).to(self.device)
         valid = torch.arange(width, device=self.device)[None, :] < n_words[:, None]
         return ProbeBatch(n_words=n_words, valid=valid, **tensors)
+
+
+def both_layouts(by_query: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """[batch, i, map, j] maps (any float dtype) -> float32 (by_query, by_key), contiguous.
+
+    by_key[b, i, m, j] = by_query[b, j, m, i]: written by one strided copy that also widens,
+    so a batch costs two passes over its maps whether or not the stored layout is float32.
+    """
+    size, width, n_maps, _ = by_query.shape
+    by_key = torch.empty(size, width, n_maps, width, device=by_query.device)
+    by_key.copy_(by_query.permute(0, 3, 2, 1))
+    return by_query.float(), by_key
 
 
 # How each ProbeBatch field is padded: the axes that run over words, and the fill value.
@@ -223,7 +322,6 @@ _PADDING = {
     "target": ((1,), IGNORE),
     "scored": ((1,), False),
     "by_query": ((1, 3), 0.0),
-    "by_key": ((1, 3), 0.0),
     "to_special": ((3,), 0.0),
     "from_special": ((3,), 0.0),
     "vectors": ((1,), 0.0),
@@ -355,17 +453,16 @@ class AttentionGloveProbe(nn.Module):
         dep_w, dep_u = dependent.split(n_maps, -1)
         cand_w, cand_u = candidate.split(n_maps, -1)
 
-        def mix(coefficients: torch.Tensor, maps: torch.Tensor) -> torch.Tensor:
-            """[batch, i, map] . [batch, i, map, j] -> [batch, i, j]: one matvec per row i."""
-            return torch.matmul(coefficients.unsqueeze(2), maps).squeeze(2)
-
         # Each term is a matvec over the map axis in the layout where its coefficients' word
-        # is the row (einsums would copy the maps into such layouts on every step):
+        # is the row (einsums would copy the maps into such layouts on every step); the two
+        # terms of a layout share one matmul, so each layout is read once per pass.
+        on_query = torch.matmul(torch.stack([dep_w, cand_u], 2), by_query)  # [batch, i, 2, j]
+        on_key = torch.matmul(torch.stack([dep_u, cand_w], 2), by_key)
         word = (
-            mix(dep_w, by_query)  # sum_k W_k v_i alpha^k[i, j]
-            + mix(cand_w, by_key).transpose(1, 2)  # sum_k W'_k v_j alpha^k[i, j]
-            + mix(dep_u, by_key)  # sum_k U_k v_i alpha^k[j, i]
-            + mix(cand_u, by_query).transpose(1, 2)  # sum_k U'_k v_j alpha^k[j, i]
+            on_query[:, :, 0]  # sum_k W_k v_i alpha^k[i, j]
+            + on_key[:, :, 1].transpose(1, 2)  # sum_k W'_k v_j alpha^k[i, j]
+            + on_key[:, :, 0]  # sum_k U_k v_i alpha^k[j, i]
+            + on_query[:, :, 1].transpose(1, 2)  # sum_k U'_k v_j alpha^k[j, i]
         )
         root_w, root_u = root_candidate.split(n_maps)
         to_root, from_root = _root_attention(batch, self.root_weight)

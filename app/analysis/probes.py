@@ -33,9 +33,12 @@ the gold head, excluding relation "punct" (standard for Stanford Dependencies).
 
 from __future__ import annotations
 
+import contextlib
 import math
-from collections.abc import Callable, Sequence
+import tempfile
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -156,14 +159,15 @@ def _loss(module: nn.Module, batch: ProbeBatch, kind: str) -> torch.Tensor:
 
 
 def _check(config: ProbeConfig, examples: Sequence[ProbeExample], n_maps: int | None) -> None:
-    """Raise on malformed examples or a missing input the probe needs."""
+    """Raise on malformed examples or a missing input the probe needs (n_maps None: the
+    maps are not checked here)."""
     for index, example in enumerate(examples):
         n, heads = example.n_words, np.asarray(example.heads)
         if n < 1 or heads.ndim != 1 or len(example.relations) != n:
             raise ValueError(f"example {index}: heads and relations must be [word], n >= 1")
         if heads.min() < -1 or heads.max() > n:
             raise ValueError(f"example {index}: heads must lie in -1..{n}")
-        if config.kind in ATTENTION_KINDS and example.maps.shape != (n_maps, n + 2, n + 2):
+        if config.kind in ATTENTION_KINDS and n_maps is not None and example.maps.shape != (n_maps, n + 2, n + 2):
             raise ValueError(
                 f"example {index}: maps {example.maps.shape}, expected ({n_maps}, {n + 2}, {n + 2})"
             )
@@ -292,6 +296,8 @@ def train_probe(
     on_epoch: Callable[[EpochLog], None] | None = None,
     device: str | torch.device = "cpu",
     release_train: bool = False,
+    train_maps: Iterable[tuple[int, np.ndarray]] | None = None,
+    spill: Path | None = None,
 ) -> TrainedProbe:
     """Train a probe with Adam, early-stopping on the dev score; returns the best epoch's weights.
 
@@ -305,21 +311,35 @@ def train_probe(
         on_epoch: called after each epoch (for MLflow metrics).
         release_train: `train` is a list whose examples' attention maps may be dropped once
             they are collated (the caller does not need them again): they are then held once.
+        train_maps: (train index, maps) of every train sentence, in any order, instead of
+            the train examples' own maps (streamed from the feature cache).
+        spill: a directory for the collated train maps, read back batch by batch, so that
+            memory does not grow with the training set (removed when training ends).
     """
     if not train or not dev:
         raise ValueError("train_probe needs at least one train and one dev sentence")
-    n_maps = train[0].maps.shape[0] if config.kind in ATTENTION_KINDS else None
-    _check(config, train, n_maps)
+    n_maps = dev[0].maps.shape[0] if config.kind in ATTENTION_KINDS else None
+    _check(config, train, None if train_maps is not None else n_maps)
     _check(config, dev, n_maps)
     device = torch.device(device)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(config.seed)
-        module = _build(config, train[0]).to(device)
+        module = _build(config, dev[0]).to(device)
     map_index = _map_index_of(module)
+    with contextlib.ExitStack() as stack:
+        folder = None if spill is None else Path(stack.enter_context(tempfile.TemporaryDirectory(dir=spill)))
+        # Padded once, per sentence length: an epoch is tensor gathers, not per-sentence Python.
+        train_set = CollatedSet(train, config.kind, map_index, device, release=release_train,
+                                maps=train_maps, spill=folder)
+        stack.callback(train_set.close)
+        return _train(config, module, train_set, dev, on_epoch)
+
+
+def _train(config: ProbeConfig, module: nn.Module, train_set: CollatedSet, dev: Sequence[ProbeExample],
+           on_epoch: Callable[[EpochLog], None] | None) -> TrainedProbe:
+    device, map_index = _device(module), _map_index_of(module)
     generator = torch.Generator().manual_seed(config.seed)
     optimizer = torch.optim.Adam(module.parameters(), lr=config.lr)
-    # Padded once, per sentence length: an epoch is tensor gathers, not per-sentence Python.
-    train_set = CollatedSet(train, config.kind, map_index, device, release=release_train)
     dev_set = CollatedSet(dev, config.kind, map_index, device)
     history: list[EpochLog] = []
     best_score, best_epoch, best_state, stale = -math.inf, 0, None, 0
@@ -333,7 +353,7 @@ def train_probe(
             optimizer.step()
             loss_sum += loss.item() * len(indices)
         dev_score, _ = _score(module, config, dev, dev_set)
-        log = EpochLog(epoch, loss_sum / len(train), dev_score)
+        log = EpochLog(epoch, loss_sum / len(train_set.lengths), dev_score)
         history.append(log)
         if on_epoch is not None:
             on_epoch(log)

@@ -81,23 +81,29 @@ def write_shard(path: Path, features: list[tuple[int, np.ndarray, np.ndarray | N
     partial.rename(path)
 
 
-def read_shards(directory: Path) -> Iterator[tuple[int, np.ndarray, np.ndarray | None]]:
-    """(segment id, maps [map, unit, unit], hidden [word, dim] or None) for every segment."""
+def read_shards(directory: Path, *, maps: bool = True,
+                hidden: bool = True) -> Iterator[tuple[int, np.ndarray | None, np.ndarray | None]]:
+    """(segment id, maps [map, unit, unit], hidden [word, dim]) for every segment, one shard
+    in memory at a time; without `maps` / `hidden` (or a shard without states) that part is
+    None and is not read."""
     for path in sorted(directory.glob("shard-*.npz")):
         with np.load(path) as shard:
             n_maps = int(shard["n_maps"])
-            maps, units = shard["maps"], shard["units"]
-            hidden = shard["hidden"] if "hidden" in shard.files else None
+            units = shard["units"]
+            flat = shard["maps"] if maps else None
+            states = shard["hidden"] if hidden and "hidden" in shard.files else None
             map_offset = word_offset = 0
             for segment_id, n_units in zip(shard["segment_ids"].tolist(), units.tolist()):
                 size = n_maps * n_units * n_units
                 # A copy, not a view: a consumer that drops a segment's maps frees them
                 # (a view would keep the whole shard alive).
-                block = maps[map_offset : map_offset + size].reshape(n_maps, n_units, n_units).copy()
+                block = None
+                if flat is not None:
+                    block = flat[map_offset : map_offset + size].reshape(n_maps, n_units, n_units).copy()
                 map_offset += size
                 words = None
-                if hidden is not None:
-                    words = hidden[word_offset : word_offset + n_units - 2]
+                if states is not None:
+                    words = states[word_offset : word_offset + n_units - 2]
                     word_offset += n_units - 2
                 yield segment_id, block, words
 

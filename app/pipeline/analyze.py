@@ -76,7 +76,9 @@ def analyze(
 
     `weightings` ('weight', 'norm'): each forward analysis runs once per weighting, all
     in the same engine pass; a norm-based run is a run of its own (its config carries
-    `weighting=norm`). `objective` ('mlm', 'contrastive') is what the gradients analysis
+    `weighting=norm`). An entry "NAME:WEIGHTING" of `analyses` (e.g. "surface:norm") asks
+    for that one run whatever `weightings` says, so one pass can hold e.g. surface and
+    clustering by weight and surface by norm. `objective` ('mlm', 'contrastive') is what the gradients analysis
     differentiates (see analysis/importance.py and analysis/contrastive.py).
     With `distribute`, each pass runs on Ray workers (pipeline/distributed.py); without it
     Ray is not imported.
@@ -85,7 +87,7 @@ def analyze(
     if distribute is not None:
         from app.pipeline.cluster import ray_session
 
-        if tuple(weightings) != ("weight",) or objective != "mlm":
+        if tuple(weightings) != ("weight",) or objective != "mlm" or any(":" in name for name in analyses):
             raise AppError(
                 "--workers runs weight-based analyses and MLM gradients; run norm-based or "
                 "contrastive analyses without --workers"
@@ -118,12 +120,7 @@ def _analyze(
     from app.ingest.models import check_device
 
     say = on_event or (lambda message: None)
-    unknown = [name for name in analyses if name not in ANALYSES]
-    if unknown:
-        raise UnknownName("analysis", unknown[0], list(ANALYSES))
-    for weighting in weightings:
-        if weighting not in WEIGHTINGS:
-            raise UnknownName("weighting", weighting, list(WEIGHTINGS))
+    jobs = _jobs(analyses, weightings)
     if objective not in OBJECTIVES:
         raise UnknownName("objective", objective, list(OBJECTIVES))
     db = open_db(settings)
@@ -131,7 +128,7 @@ def _analyze(
     work = Lifecycle(settings, db, "analysis", say)
     try:
         summaries, target, configs = _start_runs(
-            db, analyses, model, corpus, config, force, work, weightings, objective
+            db, jobs, model, corpus, config, force, work, objective
         )
     except BaseException:
         work.abandon()
@@ -170,6 +167,27 @@ WEIGHTINGS = ("weight", "norm")
 OBJECTIVES = ("mlm", "contrastive")
 
 
+def _jobs(analyses: Sequence[str], weightings: Sequence[str]) -> list[tuple[str, str]]:
+    """(analysis, weighting) of each run asked for: every forward analysis once per
+    weighting (gradients by weight only), "NAME:WEIGHTING" entries just so; no repeats."""
+    from app.analysis.registry import ANALYSES
+
+    jobs: list[tuple[str, str]] = []
+    for entry in analyses:
+        name, _, weighting = entry.partition(":")
+        if name not in ANALYSES:
+            raise UnknownName("analysis", name, list(ANALYSES))
+        chosen = [weighting] if weighting else (["weight"] if ANALYSES[name].cls.needs_gradients else list(weightings))
+        for each in chosen:
+            if each not in WEIGHTINGS:
+                raise UnknownName("weighting", each, list(WEIGHTINGS))
+            if each != "weight" and ANALYSES[name].cls.needs_gradients:
+                raise AppError(f"{name} is measured on attention weights only: drop ':{each}'")
+            if (name, each) not in jobs:
+                jobs.append((name, each))
+    return jobs
+
+
 def _run_config(config: ExtractConfig, spec: Any, weighting: str, objective: str) -> ExtractConfig:
     """The config a run is keyed by: the shared one, plus what is specific to this run.
 
@@ -191,13 +209,12 @@ def _run_config(config: ExtractConfig, spec: Any, weighting: str, objective: str
 
 def _start_runs(
     db: Engine,
-    analyses: Sequence[str],
+    jobs: list[tuple[str, str]],
     model: str,
     corpus: str,
     config: ExtractConfig,
     force: bool,
     work: Lifecycle,
-    weightings: tuple[str, ...],
     objective: str,
 ) -> tuple[dict[str, RunSummary], _Target, dict[tuple[str, str], ExtractConfig]]:
     """Find or create (and claim) each analysis' run, in one transaction."""
@@ -213,18 +230,13 @@ def _start_runs(
         target = _Target(
             model, corpus, corpus_row.id, Path(encoder.source), encoder.init, encoder.has_mlm_head
         )
-        for name in analyses:
+        for name, _ in jobs:
             if ANALYSES[name].cls.needs_gradients and objective == "mlm" and not target.has_mlm_head:
                 raise AnalysisUnavailable(
                     f"model {model!r} has no masked-LM head (no cls.predictions / lm_head weights), "
                     f"so the {name} analysis cannot run on it; ingest a checkpoint that has one "
                     "(e.g. a BertForMaskedLM directory), or use --objective contrastive"
                 )
-        jobs = [
-            (name, weighting)
-            for name in analyses
-            for weighting in (["weight"] if ANALYSES[name].cls.needs_gradients else weightings)
-        ]
         configs = {
             (name, weighting): _run_config(config, ANALYSES[name], weighting, objective)
             for name, weighting in jobs

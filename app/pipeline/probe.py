@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -189,16 +189,23 @@ def _sentences(db: Engine, corpus: str, annotation: str) -> tuple[int, list[tupl
 
 
 def build_examples(db: Engine, corpus: str, annotation: str, *, cache: Path | None, vectors,  # type: ignore[no-untyped-def]
-                   need_maps: bool, need_hidden: bool) -> tuple[list[Any], dict[str, int]]:
-    """ProbeExamples of a corpus; sentences without cached features are left out, counted."""
+                   need_maps: bool, need_hidden: bool,
+                   stream: bool = False) -> tuple[list[Any], dict[str, int], Iterator[tuple[int, np.ndarray]] | None]:
+    """ProbeExamples of a corpus; sentences without cached features are left out, counted.
+
+    With `stream`, the examples hold no maps: the third value yields (example index, maps)
+    from the cache one shard at a time, for `train_probe(train_maps=...)`.
+    """
     from app.analysis.probes import ProbeExample
     from app.extract.cache import read_shards
 
     _, sentences = _sentences(db, corpus, annotation)
-    features: dict[int, tuple[np.ndarray, np.ndarray | None]] = {}
+    features: dict[int, tuple[np.ndarray | None, np.ndarray | None]] = {}
     if cache is not None:
-        features = {segment: (maps, hidden) for segment, maps, hidden in read_shards(cache)}
+        features = {segment: (maps, hidden) for segment, maps, hidden
+                    in read_shards(cache, maps=need_maps and not stream, hidden=need_hidden)}
     examples, excluded = [], {"no features (over the token budget)": 0, "words without a GloVe vector": 0}
+    positions: dict[int, int] = {}
     for segment_id, forms, heads, relations in sentences:
         maps = hidden = None
         if cache is not None:
@@ -210,10 +217,15 @@ def build_examples(db: Engine, corpus: str, annotation: str, *, cache: Path | No
         if vectors is not None:
             word_vectors, unknown = vectors.lookup(forms)
             excluded["words without a GloVe vector"] += unknown
+        positions[segment_id] = len(examples)
         examples.append(ProbeExample(
-            maps=maps if need_maps else np.zeros((0, len(forms) + 2, len(forms) + 2), np.float16),  # type: ignore[arg-type]
+            maps=maps if maps is not None else np.zeros((0, len(forms) + 2, len(forms) + 2), np.float16),
             heads=heads, relations=relations, vectors=word_vectors, hidden=hidden if need_hidden else None))
-    return examples, {reason: n for reason, n in excluded.items() if n}
+    maps_stream = None
+    if stream and need_maps and cache is not None:
+        maps_stream = ((positions[segment], maps) for segment, maps, _ in read_shards(cache, hidden=False)
+                       if segment in positions and maps is not None)
+    return examples, {reason: n for reason, n in excluded.items() if n}, maps_stream
 
 
 # ------------------------------------------------------------------ probe
@@ -378,10 +390,14 @@ def _train_and_score(settings: Settings, db: Engine, kind: str, model: str | Non
     vectors = load_vectors(vectors_path) if kind in probes.GLOVE_KINDS else None
     data, excluded = {}, {}
     for split in ("train", "dev", "test"):
-        data[split], dropped = build_examples(db, identity[split], identity["annotation"], cache=caches[split],
-                                              vectors=vectors, need_maps=kind in NEEDS_MAPS,
-                                              need_hidden=kind == "structural")
+        # The train maps are streamed from the cache into files that training reads back
+        # batch by batch: memory stays flat however large the train set.
+        data[split], dropped, stream = build_examples(
+            db, identity[split], identity["annotation"], cache=caches[split], vectors=vectors,
+            need_maps=kind in NEEDS_MAPS, need_hidden=kind == "structural", stream=split == "train")
         excluded.update({f"{split}: {reason}": n for reason, n in dropped.items()})
+        if split == "train":
+            train_maps = stream
     tracker = Tracker(settings)
     sizes = {f"n_{split}_sentences": len(data[split]) for split in data}
     sizes |= {f"n_{split}_words": int(sum(len(e.heads) for e in data[split])) for split in data}
@@ -408,8 +424,10 @@ def _train_and_score(settings: Settings, db: Engine, kind: str, model: str | Non
             with session_scope(db) as session:
                 work.heartbeat(session)
 
-        # The train maps are not read again: training holds them once, collated.
-        trained = probes.train_probe(config, data["train"], data["dev"], on_epoch=on_epoch, release_train=True)
+        spill = settings.cache_dir / "probe-spill"
+        spill.mkdir(parents=True, exist_ok=True)
+        trained = probes.train_probe(config, data["train"], data["dev"], on_epoch=on_epoch, release_train=True,
+                                     train_maps=train_maps, spill=spill)
         dev_score, _ = probes.evaluate(trained, data["dev"])
         test_score, n_test = probes.evaluate(trained, data["test"]) if score_test else (None, None)
         best_epoch, artifacts = trained.best_epoch, trained.state_arrays()
