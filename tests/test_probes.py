@@ -330,3 +330,29 @@ def test_release_drops_the_examples_maps_once_collated() -> None:
     assert all(example.maps.size == 0 for example in owned)
     assert all(example.maps.size > 0 for example in examples)  # only the given list changes
     assert torch.equal(collated.batch(np.arange(3)).by_query, expected.by_query)
+
+
+@pytest.mark.parametrize("kind", ["attn_glove", "structural"])
+def test_batches_over_the_memory_budget_train_in_parts(kind: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A batch split into parts takes the same step (gradients summed), up to rounding."""
+    train, dev = make_split(21, 12), make_split(22, 5)
+    config = ProbeConfig(kind, max_epochs=2, batch_size=6)
+    whole = train_probe(config, train, dev)
+    monkeypatch.setattr(probes, "MAX_BATCH_ELEMENTS", 1)  # one sentence per part
+    parts = train_probe(config, train, dev)
+    for name, value in whole.module.state_dict().items():
+        torch.testing.assert_close(parts.module.state_dict()[name], value, rtol=1e-4, atol=1e-5)
+    assert [log.dev_score for log in parts.history] == [log.dev_score for log in whole.history]
+    assert [log.train_loss for log in parts.history] == pytest.approx([log.train_loss for log in whole.history])
+    assert evaluate(parts, dev) == evaluate(whole, dev)
+    # The parts' weighted losses add up to the batch's loss, so their gradients do too.
+    module, batch = whole.module.train(), list(range(6))
+    collated = probes.CollatedSet(train, kind, probes._map_index_of(module), torch.device("cpu"))
+    module.zero_grad()
+    probes._loss(module, collated.batch(np.array(batch)), kind).backward()
+    expected = [parameter.grad.clone() for parameter in module.parameters()]
+    module.zero_grad()
+    for part in probes._parts(config, np.array(batch), collated.lengths, probes._map_index_of(module)):
+        (probes._loss(module, collated.batch(part), kind) * (len(part) / len(batch))).backward()
+    for parameter, grad in zip(module.parameters(), expected):
+        torch.testing.assert_close(parameter.grad, grad, rtol=1e-4, atol=1e-6)

@@ -34,10 +34,11 @@ the gold head, excluding relation "punct" (standard for Stanford Dependencies).
 from __future__ import annotations
 
 import contextlib
+import itertools
 import math
 import tempfile
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -270,7 +271,8 @@ def _score(
     if collated is None:
         collated = CollatedSet(examples, config.kind, map_index, device)
     correct = total = 0
-    for indices in batches(collated.lengths, config.batch_size, None):
+    for indices in (part for whole in batches(collated.lengths, config.batch_size, None)
+                    for part in _parts(config, whole, collated.lengths, map_index)):
         batch = collated.batch(indices)
         output = module(batch)
         if config.kind == "structural":
@@ -288,6 +290,22 @@ def _score(
     return (100.0 * correct / total if total else float("nan")), total
 
 
+# A batch's widest tensor (float32 elements: sentences x width^2 x channels) above which it
+# is evaluated in parts, its gradients summed before the step. Batches of the longest
+# sentences (EWT train has some of 150+ words) would otherwise dominate peak memory.
+MAX_BATCH_ELEMENTS = 8_000_000
+
+
+def _parts(config: ProbeConfig, indices: np.ndarray, lengths: np.ndarray,
+           map_index: np.ndarray | None) -> list[np.ndarray]:
+    """`indices` split into consecutive parts that each stay under MAX_BATCH_ELEMENTS."""
+    channels = {"structural": config.rank, "distance_glove": config.hidden_size}.get(
+        config.kind, 1 if map_index is None else len(map_index))
+    width = int(lengths[indices].max())
+    per_part = max(1, MAX_BATCH_ELEMENTS // (width * (width + 1) * channels))
+    return [indices[start : start + per_part] for start in range(0, len(indices), per_part)]
+
+
 def train_probe(
     config: ProbeConfig,
     train: Sequence[ProbeExample],
@@ -297,6 +315,7 @@ def train_probe(
     device: str | torch.device = "cpu",
     release_train: bool = False,
     train_maps: Iterable[tuple[int, np.ndarray]] | None = None,
+    dev_maps: Iterable[tuple[int, np.ndarray]] | None = None,
     spill: Path | None = None,
 ) -> TrainedProbe:
     """Train a probe with Adam, early-stopping on the dev score; returns the best epoch's weights.
@@ -311,47 +330,69 @@ def train_probe(
         on_epoch: called after each epoch (for MLflow metrics).
         release_train: `train` is a list whose examples' attention maps may be dropped once
             they are collated (the caller does not need them again): they are then held once.
-        train_maps: (train index, maps) of every train sentence, in any order, instead of
-            the train examples' own maps (streamed from the feature cache).
-        spill: a directory for the collated train maps, read back batch by batch, so that
-            memory does not grow with the training set (removed when training ends).
+        train_maps, dev_maps: (index, maps) of every train / dev sentence, in any order,
+            instead of the examples' own maps (streamed from the feature cache); the
+            examples' maps are then not read (the model's map count comes from the first
+            streamed dev sentence).
+        spill: a directory for the collated maps, read back batch by batch, so that memory
+            does not grow with the data (removed when training ends).
     """
     if not train or not dev:
         raise ValueError("train_probe needs at least one train and one dev sentence")
-    n_maps = dev[0].maps.shape[0] if config.kind in ATTENTION_KINDS else None
+    if config.kind in ATTENTION_KINDS and dev_maps is not None:
+        first, dev_maps = _peek(dev_maps)
+        template = replace(dev[first[0]], maps=first[1])
+    else:
+        template = dev[0]
+    n_maps = template.maps.shape[0] if config.kind in ATTENTION_KINDS else None
     _check(config, train, None if train_maps is not None else n_maps)
-    _check(config, dev, n_maps)
+    _check(config, dev, None if dev_maps is not None else n_maps)
     device = torch.device(device)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(config.seed)
-        module = _build(config, dev[0]).to(device)
+        module = _build(config, template).to(device)
     map_index = _map_index_of(module)
     with contextlib.ExitStack() as stack:
         folder = None if spill is None else Path(stack.enter_context(tempfile.TemporaryDirectory(dir=spill)))
-        # Padded once, per sentence length: an epoch is tensor gathers, not per-sentence Python.
-        train_set = CollatedSet(train, config.kind, map_index, device, release=release_train,
-                                maps=train_maps, spill=folder)
-        stack.callback(train_set.close)
-        return _train(config, module, train_set, dev, on_epoch)
+        sets = []
+        for name, examples, maps, release in (("train", train, train_maps, release_train), ("dev", dev, dev_maps, False)):
+            where = None if folder is None else folder / name
+            if where is not None:
+                where.mkdir()
+            # Padded once, per sentence length: an epoch is tensor gathers, not per-sentence Python.
+            sets.append(CollatedSet(examples, config.kind, map_index, device, release=release, maps=maps, spill=where))
+            stack.callback(sets[-1].close)
+        return _train(config, module, sets[0], dev, sets[1], on_epoch)
+
+
+def _peek(items: Iterable[tuple[int, np.ndarray]]) -> tuple[tuple[int, np.ndarray], Iterator[tuple[int, np.ndarray]]]:
+    """The first item of a stream, and the stream with it still in front."""
+    iterator = iter(items)
+    first = next(iterator, None)
+    if first is None:
+        raise ValueError("the streamed maps are empty")
+    return first, itertools.chain([first], iterator)
 
 
 def _train(config: ProbeConfig, module: nn.Module, train_set: CollatedSet, dev: Sequence[ProbeExample],
-           on_epoch: Callable[[EpochLog], None] | None) -> TrainedProbe:
-    device, map_index = _device(module), _map_index_of(module)
+           dev_set: CollatedSet, on_epoch: Callable[[EpochLog], None] | None) -> TrainedProbe:
+    map_index = _map_index_of(module)
     generator = torch.Generator().manual_seed(config.seed)
     optimizer = torch.optim.Adam(module.parameters(), lr=config.lr)
-    dev_set = CollatedSet(dev, config.kind, map_index, device)
     history: list[EpochLog] = []
     best_score, best_epoch, best_state, stale = -math.inf, 0, None, 0
     for epoch in range(1, config.max_epochs + 1):
         module.train()
         loss_sum = 0.0
         for indices in batches(train_set.lengths, config.batch_size, generator):
-            loss = _loss(module, train_set.batch(indices), config.kind)
             optimizer.zero_grad()
-            loss.backward()
+            for part in _parts(config, indices, train_set.lengths, map_index):
+                # Each part's mean loss, weighted to its share: the parts' gradients sum to
+                # the whole batch's (one part: the weight is exactly 1).
+                loss = _loss(module, train_set.batch(part), config.kind) * (len(part) / len(indices))
+                loss.backward()
+                loss_sum += loss.item() * len(indices)
             optimizer.step()
-            loss_sum += loss.item() * len(indices)
         dev_score, _ = _score(module, config, dev, dev_set)
         log = EpochLog(epoch, loss_sum / len(train_set.lengths), dev_score)
         history.append(log)
@@ -374,12 +415,21 @@ def _train(config: ProbeConfig, module: nn.Module, train_set: CollatedSet, dev: 
     return TrainedProbe(config, module, history, best_epoch)
 
 
-def evaluate(probe: TrainedProbe, examples: Sequence[ProbeExample]) -> tuple[float, int]:
+def evaluate(probe: TrainedProbe, examples: Sequence[ProbeExample], *,
+             maps: Iterable[tuple[int, np.ndarray]] | None = None, spill: Path | None = None) -> tuple[float, int]:
     """(UAS percent, words scored); for the structural probe (UUAS percent, gold edges).
 
     UAS excludes relation "punct" and words whose head is -1; UUAS follows `uuas_counts`.
+    `maps` and `spill` as in `train_probe`: streamed maps, collated into files.
     """
     map_index = _map_index_of(probe.module)
+    if maps is not None or spill is not None:
+        _check(probe.config, examples, None)
+        with contextlib.ExitStack() as stack:
+            folder = None if spill is None else Path(stack.enter_context(tempfile.TemporaryDirectory(dir=spill)))
+            collated = CollatedSet(examples, probe.config.kind, map_index, _device(probe.module), maps=maps, spill=folder)
+            stack.callback(collated.close)
+            return _score(probe.module, probe.config, examples, collated)
     if map_index is not None and examples:
         n_maps = examples[0].maps.shape[0]
         if map_index.max() >= n_maps:

@@ -388,16 +388,16 @@ def _train_and_score(settings: Settings, db: Engine, kind: str, model: str | Non
                                           distribute=distribute)
                          if model is not None else None)
     vectors = load_vectors(vectors_path) if kind in probes.GLOVE_KINDS else None
-    data, excluded = {}, {}
+    data, excluded, streams = {}, {}, {}
     for split in ("train", "dev", "test"):
-        # The train maps are streamed from the cache into files that training reads back
-        # batch by batch: memory stays flat however large the train set.
-        data[split], dropped, stream = build_examples(
+        # The maps are streamed from the cache into files that training and scoring read
+        # back batch by batch: memory stays flat however large the corpora. (A sweep keeps
+        # its test maps in memory: only the selected configuration is scored, later.)
+        data[split], dropped, streams[split] = build_examples(
             db, identity[split], identity["annotation"], cache=caches[split], vectors=vectors,
-            need_maps=kind in NEEDS_MAPS, need_hidden=kind == "structural", stream=split == "train")
+            need_maps=kind in NEEDS_MAPS, need_hidden=kind == "structural",
+            stream=split != "test" or score_test)
         excluded.update({f"{split}: {reason}": n for reason, n in dropped.items()})
-        if split == "train":
-            train_maps = stream
     tracker = Tracker(settings)
     sizes = {f"n_{split}_sentences": len(data[split]) for split in data}
     sizes |= {f"n_{split}_words": int(sum(len(e.heads) for e in data[split])) for split in data}
@@ -427,9 +427,11 @@ def _train_and_score(settings: Settings, db: Engine, kind: str, model: str | Non
         spill = settings.cache_dir / "probe-spill"
         spill.mkdir(parents=True, exist_ok=True)
         trained = probes.train_probe(config, data["train"], data["dev"], on_epoch=on_epoch, release_train=True,
-                                     train_maps=train_maps, spill=spill)
-        dev_score, _ = probes.evaluate(trained, data["dev"])
-        test_score, n_test = probes.evaluate(trained, data["test"]) if score_test else (None, None)
+                                     train_maps=streams["train"], dev_maps=streams["dev"], spill=spill)
+        # The restored weights are the best epoch's: its dev score is the probe's.
+        dev_score = trained.history[trained.best_epoch - 1].dev_score
+        test_score, n_test = (probes.evaluate(trained, data["test"], maps=streams["test"], spill=spill)
+                              if score_test else (None, None))
         best_epoch, artifacts = trained.best_epoch, trained.state_arrays()
     tracker.log_metrics(result.mlflow_run_id, {f"test_{result.metric}": test_score, f"best_dev_{result.metric}": dev_score,  # type: ignore[arg-type]
                                                **{f"excluded {k}": v for k, v in excluded.items()}})
