@@ -40,13 +40,38 @@ class Plan:
                    probe_train="ud-ewt-dev", probe_epochs=1, per_layer_probes=False)
 
 
+def stage_peak_rss() -> int | None:
+    """Bytes of this process's peak resident memory since the last call (Linux; else None).
+
+    Reads VmHWM, then resets it (`5` into /proc/self/clear_refs), so that each stage of
+    reproduce reports its own peak, not the largest so far.
+    """
+    try:
+        with open("/proc/self/status") as status:
+            peak = next(int(line.split()[1]) * 1024 for line in status if line.startswith("VmHWM:"))
+        with open("/proc/self/clear_refs", "w") as clear:
+            clear.write("5")
+    except (OSError, StopIteration, ValueError):
+        return None
+    return peak
+
+
 class _Steps:
     def __init__(self, settings: Settings, echo: Echo):
         self.settings, self.echo = settings, echo
-        self.started = time.perf_counter()
+        self.started = self.stage_started = time.perf_counter()
+        self.stage: str | None = None
+        stage_peak_rss()
 
-    def heading(self, text: str) -> None:
-        self.echo(f"\n### {text}  [{time.perf_counter() - self.started:.0f} s]")
+    def heading(self, text: str | None) -> None:
+        """Close the running stage (its wall time and peak memory), then start `text`."""
+        now, peak = time.perf_counter(), stage_peak_rss()
+        if self.stage is not None:
+            memory = f", peak RSS {peak / 2**30:.2f} GiB" if peak is not None else ""
+            self.echo(f"[{self.stage}: {now - self.stage_started:.0f} s{memory}]")
+        self.stage, self.stage_started = text, now
+        if text is not None:
+            self.echo(f"\n### {text}  [{now - self.started:.0f} s]")
 
     def table(self, title: str, query: str, **kwargs) -> None:  # type: ignore[no-untyped-def]
         self.echo(f"\n== {title}  (headlens query {query})")
@@ -189,5 +214,6 @@ def reproduce(settings: Settings, *, quick: bool = False, dtype: str = "float32"
             echo(f"  not in the report: {missing}")
     except AppError as error:
         echo(f"report failed: {error}")
+    steps.heading(None)
     echo(f"\ndatabase: {settings.db_url}\nMLflow store: {settings.mlflow_uri} (headlens mlflow-ui)")
     echo(f"total time: {time.perf_counter() - steps.started:.0f} s")

@@ -2,16 +2,17 @@
 
 Each paired segment (`[CLS] paragraph-1 [SEP] paragraph-2 [SEP]` in wiki-segments) is
 split into its two texts, encoded separately as the sentence encoder was trained
-(`[CLS] text [SEP]`). Per batch of pairs: one forward of the anchors and one of the
-positives, with gradients; the loss of analysis/contrastive.py; one backward; then the
-attention and its gradient of both forwards go to the analyses like any gradient pass
+(`[CLS] text [SEP]`). Per batch of pairs: the loss of analysis/contrastive.py over both
+sides' embeddings, then forwards and backwards a few texts at a time (see GRAD_CHUNK); the
+attention and its gradient go to the analyses like any gradient pass
 (each text counts as one segment in the per-segment averages of analysis/importance.py).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -94,20 +95,52 @@ def encode_pairs(aligner: Any, inputs: Iterable[SegmentInput], skipped: Skipped,
 
 
 def pair_loss(engine: Any, anchors: Sequence[EncodedSegment], positives: Sequence[EncodedSegment], objective: SentenceObjective):  # type: ignore[no-untyped-def]
-    """Forward both sides with gradients on; (loss, [(batch, outputs) for each side])."""
-    sides = []
-    embeddings = []
-    for segments in (anchors, positives):
-        batch, inputs = collate(segments, engine.pad_id, engine.device)
-        if not engine.use_token_types:
-            inputs.pop("token_type_ids")
-        outputs = engine.model(**inputs, output_attentions=True, return_dict=True)
-        if torch.is_grad_enabled():
-            for attention in outputs.attentions:
-                attention.retain_grad()
-        embeddings.append(pool(outputs.last_hidden_state, batch.token_valid, objective.pooling))
-        sides.append((batch, outputs))
-    return contrastive_loss(embeddings[0], embeddings[1], scale=objective.scale), sides
+    """The batch's loss from one forward of each side: (loss, [(batch, outputs) per side])."""
+    sides = [_embed(engine, segments, objective) for segments in (anchors, positives)]
+    loss = contrastive_loss(sides[0][2], sides[1][2], scale=objective.scale)
+    return loss, [(batch, outputs) for batch, outputs, _ in sides]
+
+
+# Texts per forward with gradients. The loss needs every embedding of a batch (in-batch
+# negatives), but d loss / d attention of one text depends on the others only through
+# d loss / d its embedding. So the batch is embedded without gradients, the loss's gradient
+# with respect to each embedding is kept, and the texts are encoded again with gradients a
+# few at a time, each chunk back-propagated from its kept embedding gradients ("GradCache",
+# Gao et al. 2021): the same gradients, with the activations of one chunk in memory instead
+# of the whole batch's.
+GRAD_CHUNK = 4
+
+
+def _embed(engine: Any, segments: Sequence[EncodedSegment], objective: SentenceObjective):  # type: ignore[no-untyped-def]
+    """(batch, model outputs, pooled embeddings) of one forward; attention kept for gradients."""
+    batch, inputs = collate(segments, engine.pad_id, engine.device)
+    if not engine.use_token_types:
+        inputs.pop("token_type_ids")
+    outputs = engine.model(**inputs, output_attentions=torch.is_grad_enabled(), return_dict=True)
+    if torch.is_grad_enabled():
+        for attention in outputs.attentions:
+            attention.retain_grad()
+    return batch, outputs, pool(outputs.last_hidden_state, batch.token_valid, objective.pooling)
+
+
+@contextlib.contextmanager
+def input_gradients_only(model: torch.nn.Module) -> Iterator[None]:
+    """Backward passes reach the attention from the input embeddings, not the weights.
+
+    Only d loss / d attention is wanted: with the weights frozen, autograd skips their
+    gradients (a third of a backward's work, and a gradient buffer per weight).
+    """
+    flags = [parameter.requires_grad for parameter in model.parameters()]
+    model.requires_grad_(False)
+    embeddings = model.get_input_embeddings()
+    assert isinstance(embeddings, torch.nn.Module)
+    handle = embeddings.register_forward_hook(lambda module, args, output: output.requires_grad_())
+    try:
+        yield
+    finally:
+        handle.remove()
+        for parameter, flag in zip(model.parameters(), flags):
+            parameter.requires_grad_(flag)
 
 
 def run_contrastive(
@@ -117,22 +150,33 @@ def run_contrastive(
     *,
     objective: SentenceObjective,
     progress=None,  # type: ignore[no-untyped-def]
+    chunk: int = GRAD_CHUNK,
 ) -> None:
     """Feed attention and d contrastive loss / d attention, anchors then positives."""
+    with input_gradients_only(engine.model):
+        _run_contrastive(engine, pairs, analyses, objective=objective, progress=progress, chunk=chunk)
+
+
+def _run_contrastive(engine: Any, pairs: Sequence[ContrastivePair], analyses: Sequence[Analysis], *,  # type: ignore[no-untyped-def]
+                     objective: SentenceObjective, progress, chunk: int) -> None:
     for start in range(0, len(pairs), engine.batch_size):
         group = pairs[start : start + engine.batch_size]
-        engine.model.zero_grad(set_to_none=True)
+        sides = ([p.anchor for p in group], [p.positive for p in group])
+        with torch.no_grad():
+            kept = [_embed(engine, segments, objective)[2].requires_grad_() for segments in sides]
         with torch.enable_grad():
-            loss, sides = pair_loss(
-                engine, [p.anchor for p in group], [p.positive for p in group], objective
-            )
-            loss.backward()
-        for batch, outputs in sides:
-            layer_maps = (
-                LayerMaps(token=attention.detach().float(), word=None, grad=attention.grad.float())
-                for attention in outputs.attentions
-            )
-            _feed(batch, layer_maps, analyses, None)
+            contrastive_loss(kept[0], kept[1], scale=objective.scale).backward()
+        for segments, embeddings in zip(sides, kept):
+            assert embeddings.grad is not None
+            for first in range(0, len(segments), chunk):
+                with torch.enable_grad():
+                    batch, outputs, embedded = _embed(engine, segments[first : first + chunk], objective)
+                    embedded.backward(embeddings.grad[first : first + chunk])
+                layer_maps = (
+                    LayerMaps(token=attention.detach().float(), word=None, grad=attention.grad.float())
+                    for attention in outputs.attentions
+                )
+                _feed(batch, layer_maps, analyses, None)
         if progress is not None:
             progress.update(len(group))
 
