@@ -6,6 +6,8 @@ batch 32 for each probe kind, timed side by side:
 
   per-sentence  `collate` of each mini-batch from the examples (the previous training loop)
   pre-collated  `CollatedSet`: padded float16 tensors per sentence length, gathered per batch
+  spilled       the same, with the maps streamed in and the word maps kept in files, read
+                back per batch (what `headlens probe` does: memory does not grow with the data)
 
 The epoch time over the whole train set is extrapolated from `--sentences` (a random sample
 of the lengths) when it is smaller than the treebank.
@@ -18,7 +20,9 @@ from __future__ import annotations
 import argparse
 import gzip
 import sys
+import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -69,7 +73,7 @@ def synthetic(lengths: np.ndarray, n_maps: int, seed: int = 0) -> list[ProbeExam
     return examples
 
 
-def epoch(config: ProbeConfig, examples: list[ProbeExample], mode: str) -> tuple[float, float]:
+def epoch(config: ProbeConfig, examples: list[ProbeExample], mode: str, spill: str = "") -> tuple[float, float]:
     """(seconds to pre-collate, seconds of one epoch), CPU time of this process."""
     torch.manual_seed(0)
     module = _build(config, examples[0])
@@ -79,7 +83,13 @@ def epoch(config: ProbeConfig, examples: list[ProbeExample], mode: str) -> tuple
     lengths = np.array([example.n_words for example in examples])
     generator = torch.Generator().manual_seed(0)
     start = time.process_time()
-    collated = CollatedSet(examples, config.kind, map_index, device) if mode == "pre-collated" else None
+    collated = None
+    if mode == "pre-collated":
+        collated = CollatedSet(examples, config.kind, map_index, device)
+    elif mode == "spilled":
+        placeholders = [replace(example, maps=np.zeros((0, 0, 0), np.float16)) for example in examples]
+        stream = ((i, example.maps) for i, example in enumerate(examples))
+        collated = CollatedSet(placeholders, config.kind, map_index, device, maps=stream, spill=Path(spill))
     built = time.process_time()
     for indices in batches(lengths, config.batch_size, generator):
         if collated is None:
@@ -108,12 +118,14 @@ def main() -> None:
     print(f"{len(lengths)} sentences with UD EWT train lengths (mean {lengths.mean():.1f} words; the train set has "
           f"{len(all_lengths)}), 72 float16 maps, batch 32, {torch.get_num_threads()} threads")
     print("CPU seconds (process time: steadier than wall time on a shared machine), scaled to all of EWT train")
-    print(f"{'kind':12} {'per-sentence':>13} {'pre-collated':>13} {'speed-up':>9} {'(collate once)':>15}")
+    print(f"{'kind':12} {'per-sentence':>13} {'pre-collated':>13} {'spilled':>9} {'speed-up':>9} {'(collate once)':>15}")
     for kind in args.kinds.split(","):
         config = ProbeConfig(kind=kind)  # type: ignore[arg-type]
         _, old = epoch(config, examples, "per-sentence")
         build, new = epoch(config, examples, "pre-collated")
-        print(f"{kind:12} {old * scale:13.1f} {new * scale:13.1f} {old / new:8.1f}x {build * scale:15.1f}")
+        with tempfile.TemporaryDirectory() as spill:
+            _, spilled = epoch(config, examples, "spilled", spill)
+        print(f"{kind:12} {old * scale:13.1f} {new * scale:13.1f} {spilled * scale:9.1f} {old / new:8.1f}x {build * scale:15.1f}")
 
 
 if __name__ == "__main__":
