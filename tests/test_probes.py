@@ -299,7 +299,8 @@ def test_streamed_and_spilled_maps_batch_like_in_memory_ones(tmp_path: Path) -> 
     placeholders = [replace(example, maps=np.zeros((0, 0, 0), np.float16)) for example in examples]
     streamed = probes.CollatedSet(placeholders, "attn_glove", map_index, torch.device("cpu"),
                                   maps=((i, examples[i].maps) for i in order), spill=tmp_path)
-    assert sorted(path.name for path in tmp_path.iterdir()) == [f"bucket-{n:04d}.f16" for n in (2, 3, 4, 6)]
+    assert sorted(path.name for path in tmp_path.iterdir()) == sorted(
+        f"{name}-{n:04d}.f16" for name in ("by_key", "by_query") for n in (2, 3, 4, 6))
     for indices in ([6, 0, 2], [1, 4, 3, 0, 5], [5]):
         expected, got = in_memory.batch(np.array(indices)), streamed.batch(np.array(indices))
         for name, value in vars(expected).items():

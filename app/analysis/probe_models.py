@@ -195,10 +195,11 @@ class CollatedSet:
     is formed. `batch(indices)` equals `collate([examples[i] for i in indices], ...)`, value
     for value: the same rows in the same order, padded with zeros to the longest sentence.
 
-    The word maps are kept in one layout (by_query); `batch()` builds by_key from it while
-    widening. Sentences are collated one at a time as their maps arrive, so a corpus's maps
-    never need to be in memory at once: `maps` streams them from the feature cache, and
-    `spill` puts the buckets' word maps in files there instead of in memory.
+    In memory the word maps are kept in one layout (by_query), and `batch()` builds by_key
+    from it while widening. Sentences are collated one at a time as their maps arrive, so a
+    corpus's maps never need to be in memory at once: `maps` streams them from the feature
+    cache, and `spill` puts the buckets' word maps in files there (both layouts: disk is
+    cheap, and a transposing copy costs more than reading it back).
     """
 
     def __init__(
@@ -223,7 +224,9 @@ class CollatedSet:
         self.lengths = np.array([example.n_words for example in examples])
         self.bucket_of = np.full(len(examples), -1, dtype=np.int64)  # example -> its row in its bucket
         rows: dict[int, dict[str, list[torch.Tensor]]] = {}
-        spilled: dict[int, SpilledRows] = {}
+        spilled: dict[tuple[int, str], SpilledRows] = {}
+        # In files, both layouts are kept (disk is cheap, a transposing copy per batch is not).
+        on_disk = ("by_query", "by_key") if spill is not None else ()
         source = maps if maps is not None else ((i, example.maps) for i, example in enumerate(examples))
         for index, example_maps in source:
             example = examples[index]
@@ -232,14 +235,15 @@ class CollatedSet:
             width = example.n_words
             if kind in ATTENTION_KINDS and example_maps.shape[1:] != (width + 2, width + 2):
                 raise ValueError(f"example {index}: maps {example_maps.shape} for {width} words")
-            collated = self._row(replace(example, maps=example_maps), map_index)
+            collated = self._row(replace(example, maps=example_maps), map_index, key_layout=bool(on_disk))
             bucket = rows.setdefault(width, {})
             self.bucket_of[index] = len(next(iter(bucket.values()), ()))
-            if spill is not None and "by_query" in collated:
-                if width not in spilled:
-                    spilled[width] = SpilledRows(spill / f"bucket-{width:04d}.f16", tuple(collated["by_query"].shape[1:]))
-                spilled[width].append(collated.pop("by_query")[0])
-                self.bucket_of[index] = spilled[width].rows - 1
+            for name in on_disk:
+                if name in collated:
+                    if (width, name) not in spilled:
+                        path = spill / f"{name}-{width:04d}.f16"  # type: ignore[operator]
+                        spilled[width, name] = SpilledRows(path, tuple(collated[name].shape[1:]))
+                    spilled[width, name].append(collated.pop(name)[0])
             for name, value in collated.items():
                 bucket.setdefault(name, []).append(value)
             if release:
@@ -249,18 +253,18 @@ class CollatedSet:
         self.buckets: dict[int, dict[str, Any]] = {
             width: {name: torch.cat(values) for name, values in fields.items()} for width, fields in rows.items()
         }
-        for width, file in spilled.items():
+        for (width, name), file in spilled.items():
             file.finish()
-            self.buckets.setdefault(width, {})["by_query"] = file
+            self.buckets.setdefault(width, {})[name] = file
 
-    def _row(self, example: ProbeExample, map_index: np.ndarray | None) -> dict[str, torch.Tensor]:
+    def _row(self, example: ProbeExample, map_index: np.ndarray | None, key_layout: bool) -> dict[str, torch.Tensor]:
         # Float16 inputs stay float16 (exactly widened per batch), others become float32.
         def narrow(array: np.ndarray | None) -> type:
             return np.float16 if array is not None and array.dtype == np.float16 else np.float32
 
         batch = collate(
             [example], self.kind, map_index, self.device,
-            dtype=narrow(example.maps), hidden_dtype=narrow(example.hidden), key_layout=False,
+            dtype=narrow(example.maps), hidden_dtype=narrow(example.hidden), key_layout=key_layout,
         )
         return {
             name: value
@@ -271,8 +275,9 @@ class CollatedSet:
     def close(self) -> None:
         """Close the spill files (they are read until then)."""
         for fields in self.buckets.values():
-            if isinstance(fields.get("by_query"), SpilledRows):
-                fields["by_query"].close()
+            for value in fields.values():
+                if isinstance(value, SpilledRows):
+                    value.close()
 
     def batch(self, indices: np.ndarray) -> ProbeBatch:
         """The padded ProbeBatch of `indices`, in their order."""
@@ -295,10 +300,12 @@ class CollatedSet:
             if not in_order:  # batches() gives length-sorted indices: usually already in order
                 value = value.index_select(0, torch.from_numpy(position).to(self.device))
             tensors[name] = value
-        for name in ("to_special", "from_special", "hidden"):
+        for name in ("to_special", "from_special", "hidden", "by_key"):
             if name in tensors:
                 tensors[name] = tensors[name].float()
-        if "by_query" in tensors:
+        if "by_query" in tensors and "by_key" in tensors:
+            tensors["by_query"] = tensors["by_query"].float()
+        elif "by_query" in tensors:
             tensors["by_query"], tensors["by_key"] = both_layouts(tensors["by_query"])
         n_words = torch.from_numpy(lengths).to(self.device)
         valid = torch.arange(width, device=self.device)[None, :] < n_words[:, None]
@@ -322,6 +329,7 @@ _PADDING = {
     "target": ((1,), IGNORE),
     "scored": ((1,), False),
     "by_query": ((1, 3), 0.0),
+    "by_key": ((1, 3), 0.0),
     "to_special": ((3,), 0.0),
     "from_special": ((3,), 0.0),
     "vectors": ((1,), 0.0),
