@@ -178,9 +178,10 @@ def reproduce(settings: Settings, *, quick: bool = False, dtype: str = "float32"
         # The structural probe trains until its dev UUAS stops improving (STRUCTURAL_MAX_EPOCHS
         # caps it); --quick keeps every probe at its one epoch.
         kind_options = {} if kind == "structural" and not quick else options
+        started = time.perf_counter()
         result = probe(settings, kind, model=encoder, layers=layers, options=kind_options, say=echo, **splits)
         echo(f"{kind} ({encoder or 'no encoder'}{f', layer {layers[0]}' if layers else ''}): test "
-             f"{result.metric} {result.test_score:.1f} ({result.state})")
+             f"{result.metric} {result.test_score:.1f} ({result.state}, {time.perf_counter() - started:.0f} s)")
     steps.table("Table 3: dependency parsing probes (test = ud-ewt-test)", "table3_probes",
                 params={"model": model, "random_model": random_model, "test_corpus": "ud-ewt-test"})
 
