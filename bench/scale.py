@@ -234,20 +234,27 @@ def main() -> None:
         "corpus": args.corpus, "model": args.model, "limit": args.limit, "max_tokens": args.max_tokens,
         "threads": os.environ.get("OMP_NUM_THREADS"), "folder": str(work),
     }
+
+    def report(stage: str) -> None:  # after each stage, so that a cut-off run still tells
+        text_out = json.dumps(results, indent=2)
+        print(f"--- after {stage}:\n{text_out}", flush=True)
+        (work / "scale.json").write_text(text_out)
+        if args.json:
+            args.json.write_text(text_out)
+
     results["first"] = timed_analyze(env, work, "first", analyze_args)
     run_id = syntax_run_id(db_file)
     results["storage"] = storage(db_file, run_id)
+    report("first run")
     median, times, n_rows = table1_seconds(db_file, run_id, args.repeats)
     results["table1_s"] = round(median, 3)
     results["table1_all_s"] = [round(t, 3) for t in times]
     results["table1_rows"] = n_rows
+    report("table 1")
     if not args.no_redo:
         results["redo"] = timed_analyze(env, work, "redo", [*analyze_args, "--force"])
         results["redo_vs_first"] = round(results["redo"]["wall_s"] / results["first"]["wall_s"], 2)
-    text_out = json.dumps(results, indent=2)
-    print(text_out)
-    if args.json:
-        args.json.write_text(text_out)
+        report("redo")
 
 
 if __name__ == "__main__":

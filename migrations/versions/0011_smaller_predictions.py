@@ -7,10 +7,10 @@ clustered order (run, segment, word, layer, head) into the new table and swapped
 the views over the table, read from the catalogue, are rebuilt around the swap.
 
 `arc_scores` is redefined with the same columns and counts, computed without joining the
-predictions to themselves: a head-to-dependent hit (the head word's predicted word is the
-dependent) is found by joining each prediction of the head word with its arcs, on the
-predicted word. Every join then has the small dependency table on its build side instead of
-a run's whole predictions (Table 1 over 15M prediction rows: see README "Scale").
+predictions to themselves or every prediction row to an arc: the predictions are joined to
+the arcs on (word, predicted word) and (word, attended-by word), so that only hits come out
+of the joins, which all have the small dependency table on their build side (Table 1 over
+15M prediction rows: see README "Scale").
 `arc_hits`, one row per arc and head, stays as it was: the per-arc definition that the
 tests hold `arc_scores` to.
 
@@ -50,85 +50,108 @@ VIEW_CATALOGUE = {
                   "WHERE c.relkind = 'v' AND n.nspname = current_schema() ORDER BY c.oid",
 }
 
-# Per (syntax run, annotation layer of its corpus, label, layer, head): how many arcs each
-# direction gets right, out of n. The arcs scored are those whose two words both have
-# predictions (a truncated segment keeps a prefix of its words), as in arc_hits.
-ARC_SCORES = """
-CREATE VIEW arc_scores AS
-WITH arcs AS (
-    SELECT
-        runs.id AS run_id,
-        annotation_layers.name AS annotation,
-        annotation_layers.scheme AS scheme,
-        dependencies.segment_id AS segment_id,
-        dependencies.word_index AS dependent,
-        dependencies.head_index AS head_word,
-        dependencies.relation AS label,
-        relation_map.relation AS paper_relation
+# The non-root arcs of each syntax run's corpus, per annotation layer. Used three times
+# below, as a subquery rather than a CTE: DuckDB materialises a CTE read more than once,
+# for every run, before the caller's `run_id = ...` filter can reach it.
+ARCS = """(
+    SELECT runs.id AS run_id, dependencies.layer_id, dependencies.segment_id,
+           dependencies.word_index AS dependent, dependencies.head_index AS head_word,
+           dependencies.relation AS label
     FROM runs
     JOIN annotation_layers ON annotation_layers.corpus_id = runs.corpus_id
     JOIN dependencies ON dependencies.layer_id = annotation_layers.id
-    LEFT JOIN relation_map
-        ON relation_map.scheme = annotation_layers.scheme AND relation_map.label = dependencies.relation
     WHERE dependencies.head_index IS NOT NULL
+)"""
+
+# Per (syntax run, annotation layer of its corpus, label, layer, head): how many arcs each
+# direction gets right, out of n: the counts of arc_hits, without joining every prediction
+# row to an arc. Only hits are joined: a prediction row (word, predicted word) is a d2h hit
+# when the arc word -> predicted exists, an h2d hit when predicted -> word exists, and an
+# h2d_col hit when (word, attended-by word) is an arc. As in arc_hits, n counts the arcs
+# whose two words both have predictions (a truncated segment keeps a prefix of its words;
+# every word with predictions has them for every head), and a hit names two such words.
+# Counts are grouped by integer keys and the label; names are joined to the small result.
+# Each CTE is read once, so that the caller's run filter reaches every scan.
+ARC_SCORES = f"""
+CREATE VIEW arc_scores AS
+WITH predicted_hits AS (
+    SELECT arc_ends.run_id, arc_ends.layer_id, arc_ends.label, head_predictions.layer, head_predictions.head,
+           count(*) FILTER (WHERE arc_ends.direction = 'd2h') AS d2h,
+           count(*) FILTER (WHERE arc_ends.direction = 'h2d') AS h2d
+    FROM (
+        SELECT run_id, layer_id, segment_id, label, dependent AS word, head_word AS target, 'd2h' AS direction
+        FROM {ARCS} AS arcs
+        UNION ALL
+        SELECT run_id, layer_id, segment_id, label, head_word, dependent, 'h2d'
+        FROM {ARCS} AS arcs
+    ) AS arc_ends
+    JOIN head_predictions
+        ON head_predictions.run_id = arc_ends.run_id
+        AND head_predictions.segment_id = arc_ends.segment_id
+        AND head_predictions.word_index = arc_ends.word
+        AND head_predictions.predicted_index = arc_ends.target
+    GROUP BY arc_ends.run_id, arc_ends.layer_id, arc_ends.label, head_predictions.layer, head_predictions.head
 ),
-analysed AS (
-    SELECT run_id, segment_id, word_index FROM head_predictions WHERE layer = 0 AND head = 0
+column_hits AS (
+    SELECT arcs.run_id, arcs.layer_id, arcs.label, head_predictions.layer, head_predictions.head,
+           count(*) AS h2d_col
+    FROM {ARCS} AS arcs
+    JOIN head_predictions
+        ON head_predictions.run_id = arcs.run_id
+        AND head_predictions.segment_id = arcs.segment_id
+        AND head_predictions.word_index = arcs.dependent
+        AND head_predictions.attended_by_index = arcs.head_word
+    GROUP BY arcs.run_id, arcs.layer_id, arcs.label, head_predictions.layer, head_predictions.head
 ),
 scored AS (
-    SELECT arcs.*
-    FROM arcs
-    JOIN analysed AS dependent_words
+    SELECT arcs.run_id, arcs.layer_id, arcs.label, count(*) AS n
+    FROM {ARCS} AS arcs
+    JOIN head_predictions AS dependent_words
         ON dependent_words.run_id = arcs.run_id
         AND dependent_words.segment_id = arcs.segment_id
         AND dependent_words.word_index = arcs.dependent
-    JOIN analysed AS head_words
+        AND dependent_words.layer = 0
+        AND dependent_words.head = 0
+    JOIN head_predictions AS head_words
         ON head_words.run_id = arcs.run_id
         AND head_words.segment_id = arcs.segment_id
         AND head_words.word_index = arcs.head_word
+        AND head_words.layer = 0
+        AND head_words.head = 0
+    GROUP BY arcs.run_id, arcs.layer_id, arcs.label
 ),
-from_dependent AS (
-    SELECT scored.run_id, scored.annotation, scored.scheme, scored.label, scored.paper_relation,
-           head_predictions.layer, head_predictions.head,
-           count(*) FILTER (WHERE head_predictions.predicted_index = scored.head_word) AS d2h,
-           count(*) FILTER (WHERE head_predictions.attended_by_index = scored.head_word) AS h2d_col,
-           count(*) AS n
-    FROM scored
-    JOIN head_predictions
-        ON head_predictions.run_id = scored.run_id
-        AND head_predictions.segment_id = scored.segment_id
-        AND head_predictions.word_index = scored.dependent
-    GROUP BY scored.run_id, scored.annotation, scored.scheme, scored.label, scored.paper_relation,
-             head_predictions.layer, head_predictions.head
-),
-from_head AS (
-    SELECT scored.run_id, scored.annotation, scored.label, head_predictions.layer, head_predictions.head,
-           count(*) AS h2d
-    FROM scored
-    JOIN head_predictions
-        ON head_predictions.run_id = scored.run_id
-        AND head_predictions.segment_id = scored.segment_id
-        AND head_predictions.word_index = scored.head_word
-        AND head_predictions.predicted_index = scored.dependent
-    GROUP BY scored.run_id, scored.annotation, scored.label, head_predictions.layer, head_predictions.head
+heads AS (
+    SELECT DISTINCT run_id, layer, head FROM head_predictions WHERE word_index = 0
 ),
 counts AS (
-    SELECT from_dependent.run_id, from_dependent.annotation, from_dependent.scheme, from_dependent.label,
-           from_dependent.paper_relation, from_dependent.layer, from_dependent.head,
-           from_dependent.d2h, coalesce(from_head.h2d, 0) AS h2d, from_dependent.h2d_col, from_dependent.n
-    FROM from_dependent
-    LEFT JOIN from_head
-        ON from_head.run_id = from_dependent.run_id
-        AND from_head.annotation = from_dependent.annotation
-        AND from_head.label = from_dependent.label
-        AND from_head.layer = from_dependent.layer
-        AND from_head.head = from_dependent.head
+    SELECT scored.run_id, annotation_layers.name AS annotation, annotation_layers.scheme,
+           scored.label, relation_map.relation AS paper_relation, heads.layer, heads.head,
+           coalesce(predicted_hits.d2h, 0) AS d2h, coalesce(predicted_hits.h2d, 0) AS h2d,
+           coalesce(column_hits.h2d_col, 0) AS h2d_col, scored.n
+    FROM scored
+    JOIN annotation_layers ON annotation_layers.id = scored.layer_id
+    LEFT JOIN relation_map
+        ON relation_map.scheme = annotation_layers.scheme AND relation_map.label = scored.label
+    JOIN heads ON heads.run_id = scored.run_id
+    LEFT JOIN predicted_hits
+        ON predicted_hits.run_id = scored.run_id
+        AND predicted_hits.layer_id = scored.layer_id
+        AND predicted_hits.label = scored.label
+        AND predicted_hits.layer = heads.layer
+        AND predicted_hits.head = heads.head
+    LEFT JOIN column_hits
+        ON column_hits.run_id = scored.run_id
+        AND column_hits.layer_id = scored.layer_id
+        AND column_hits.label = scored.label
+        AND column_hits.layer = heads.layer
+        AND column_hits.head = heads.head
 )
-SELECT run_id, annotation, scheme, label, paper_relation, layer, head, 'd2h' AS direction, d2h AS correct, n FROM counts
-UNION ALL
-SELECT run_id, annotation, scheme, label, paper_relation, layer, head, 'h2d', h2d, n FROM counts
-UNION ALL
-SELECT run_id, annotation, scheme, label, paper_relation, layer, head, 'h2d_col', h2d_col, n FROM counts
+SELECT counts.run_id, counts.annotation, counts.scheme, counts.label, counts.paper_relation,
+       counts.layer, counts.head, directions.direction,
+       CASE directions.direction WHEN 'd2h' THEN counts.d2h WHEN 'h2d' THEN counts.h2d ELSE counts.h2d_col END AS correct,
+       counts.n
+FROM counts
+CROSS JOIN (SELECT 'd2h' AS direction UNION ALL SELECT 'h2d' UNION ALL SELECT 'h2d_col') AS directions
 """
 
 # 0002's definition, restored by the downgrade.
