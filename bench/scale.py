@@ -21,10 +21,14 @@ and report, per run, wall time and peak RSS; then
   table1 s       `queries/table1_relations.sql` over the syntax run: the SQL only, median of
                  --repeats executions on one read-only connection (after one warm-up)
 
+`--quantise-check FOLDER` instead checks, on a finished project, whether storing cls_weight
+and sep_weight as DECIMAL(5,4) would keep the noop queries' outputs to 3 decimals.
+
 Usage (gold data in HEADLENS_DATA, e.g. /work/shared/data):
   OMP_NUM_THREADS=2 python bench/scale.py --corpus ud-ewt-train            # the full run
   python bench/scale.py --corpus ud-ewt-train --limit 500 --no-redo        # a quick look
   python bench/scale.py --corpus ud-ewt-train --max-tokens 512 --keep /tmp/scale512
+  python bench/scale.py --quantise-check /tmp/scale512
 """
 
 from __future__ import annotations
@@ -190,6 +194,56 @@ def table1_seconds(db_file: Path, run_id: int, repeats: int) -> tuple[float, lis
     return statistics.median(times), times, n_rows
 
 
+def quantised_noop_check(db_file: Path, run_id: int, decimal: str = "DECIMAL(5,4)") -> dict[str, Any]:
+    """Would a fixed-point type for cls_weight / sep_weight keep the noop queries' outputs to
+    3 decimals? Both queries (noop_by_pos for every head, noop_relation_heads on gold) on a
+    copy of the database, before and after casting the two columns to `decimal`."""
+    import shutil
+
+    import duckdb
+
+    copy = db_file.with_name("quantised-copy.duckdb")
+    shutil.copy(db_file, copy)
+
+    def sql(name: str) -> str:
+        return re.sub(r":(\w+)", r"$\1", (ROOT / "queries" / f"{name}.sql").read_text())
+
+    def outputs(connection) -> list[Any]:  # type: ignore[no-untyped-def]
+        layers, heads = connection.execute(
+            "SELECT max(layer) + 1, max(head) + 1 FROM head_predictions WHERE run_id = ?", [run_id]
+        ).fetchone()
+        rows = []
+        for layer in range(layers):
+            for head in range(heads):
+                rows += connection.execute(
+                    sql("noop_by_pos"), {"run_id": run_id, "head_label": f"{layer + 1}-{head + 1}", "min_words": 20}
+                ).fetchall()
+        return rows + connection.execute(
+            sql("noop_relation_heads"), {"run_id": run_id, "annotation": "gold", "min_arcs": 100}
+        ).fetchall()
+
+    try:
+        with duckdb.connect(str(copy)) as connection:
+            before = outputs(connection)
+            for name in ("cls_weight", "sep_weight"):
+                connection.execute(f"ALTER TABLE head_predictions ALTER {name} TYPE {decimal}")
+            after = outputs(connection)
+    finally:
+        copy.unlink(missing_ok=True)
+    pairs = [
+        (float(b), float(a))
+        for row_before, row_after in zip(before, after, strict=True)
+        for b, a in zip(row_before, row_after, strict=True)
+        if isinstance(b, float)
+    ]
+    return {
+        "type": decimal,
+        "values": len(pairs),
+        "differ_at_3_decimals": sum(round(b, 3) != round(a, 3) for b, a in pairs),
+        "max_abs_difference": max((abs(b - a) for b, a in pairs), default=0.0),
+    }
+
+
 def syntax_run_id(db_file: Path) -> int:
     import duckdb
 
@@ -209,7 +263,15 @@ def main() -> None:
     parser.add_argument("--no-redo", action="store_true", help="skip the --force redo")
     parser.add_argument("--keep", type=Path, help="project folder to use and keep (default: a temporary one)")
     parser.add_argument("--json", type=Path, help="also write the results here")
+    parser.add_argument(
+        "--quantise-check", type=Path, metavar="FOLDER",
+        help="only check a fixed-point cls/sep weight type on FOLDER's finished run, and stop",
+    )
     args = parser.parse_args()
+    if args.quantise_check:
+        db_file = args.quantise_check / "headlens.duckdb"
+        print(json.dumps(quantised_noop_check(db_file, syntax_run_id(db_file)), indent=2))
+        return
 
     work = args.keep or Path(tempfile.mkdtemp(prefix="headlens-scale-"))
     work.mkdir(parents=True, exist_ok=True)
