@@ -21,6 +21,8 @@ and report, per run, wall time and peak RSS; then
   table1 s       `queries/table1_relations.sql` over the syntax run: the SQL only, median of
                  --repeats executions on one read-only connection (after one warm-up)
 
+`--table1 FOLDER` only times Table 1 on a finished project, and 0011's arc_scores against
+counting arc_hits (0002's definition) side by side, checking that they agree.
 `--quantise-check FOLDER` instead checks, on a finished project, whether storing cls_weight
 and sep_weight as DECIMAL(5,4) would keep the noop queries' outputs to 3 decimals.
 
@@ -194,6 +196,54 @@ def table1_seconds(db_file: Path, run_id: int, repeats: int) -> tuple[float, lis
     return statistics.median(times), times, n_rows
 
 
+# 0002's arc_scores: the hits of arc_hits counted (one row per arc and head, from a join
+# of the predictions with themselves), to compare with 0011's arc_scores.
+ARC_HITS_COUNTED = """
+select label, layer, head,
+       count(*) filter (where d2h) as d2h, count(*) filter (where h2d) as h2d,
+       count(*) filter (where h2d_col) as h2d_col, count(*) as n
+from arc_hits where run_id = :run_id and annotation = 'gold'
+group by label, layer, head
+"""
+ARC_SCORES_COUNTED = """
+select label, layer, head,
+       sum(correct) filter (where direction = 'd2h') as d2h, sum(correct) filter (where direction = 'h2d') as h2d,
+       sum(correct) filter (where direction = 'h2d_col') as h2d_col, max(n) as n
+from arc_scores where run_id = :run_id and annotation = 'gold'
+group by label, layer, head
+"""
+
+
+def arc_scores_vs_arc_hits(db_file: Path, run_id: int, repeats: int) -> dict[str, Any]:
+    """The gold counts of both definitions, interleaved on one read-only connection: medians
+    and whether they agree."""
+    sys.path.insert(0, str(ROOT))
+    from sqlalchemy import text
+
+    from app.store.db import make_engine
+
+    engine = make_engine(f"duckdb:///{db_file}", read_only=True)
+    times: dict[str, list[float]] = {"arc_scores": [], "arc_hits": []}
+    with engine.connect() as connection:
+        answers = {
+            name: sorted(tuple(int(v) if not isinstance(v, str) else v for v in row)
+                         for row in connection.execute(text(sql), {"run_id": run_id}))
+            for name, sql in (("arc_scores", ARC_SCORES_COUNTED), ("arc_hits", ARC_HITS_COUNTED))
+        }
+        for _ in range(repeats):
+            for name, sql in (("arc_scores", ARC_SCORES_COUNTED), ("arc_hits", ARC_HITS_COUNTED)):
+                start = time.perf_counter()
+                connection.execute(text(sql), {"run_id": run_id}).fetchall()
+                times[name].append(time.perf_counter() - start)
+    engine.dispose()
+    return {
+        "arc_scores_s": round(statistics.median(times["arc_scores"]), 3),
+        "arc_hits_counted_s": round(statistics.median(times["arc_hits"]), 3),
+        "same_counts": answers["arc_scores"] == answers["arc_hits"],
+        "groups": len(answers["arc_scores"]),
+    }
+
+
 def quantised_noop_check(db_file: Path, run_id: int, decimal: str = "DECIMAL(5,4)") -> dict[str, Any]:
     """Would a fixed-point type for cls_weight / sep_weight keep the noop queries' outputs to
     3 decimals? Both queries (noop_by_pos for every head, noop_relation_heads on gold) on a
@@ -267,10 +317,23 @@ def main() -> None:
         "--quantise-check", type=Path, metavar="FOLDER",
         help="only check a fixed-point cls/sep weight type on FOLDER's finished run, and stop",
     )
+    parser.add_argument(
+        "--table1", type=Path, metavar="FOLDER",
+        help="only time Table 1 and arc_scores against counting arc_hits on FOLDER's finished run",
+    )
     args = parser.parse_args()
     if args.quantise_check:
         db_file = args.quantise_check / "headlens.duckdb"
         print(json.dumps(quantised_noop_check(db_file, syntax_run_id(db_file)), indent=2))
+        return
+    if args.table1:
+        db_file = args.table1 / "headlens.duckdb"
+        run_id = syntax_run_id(db_file)
+        median, times, n_rows = table1_seconds(db_file, run_id, args.repeats)
+        print(json.dumps({
+            "table1_s": round(median, 3), "table1_all_s": [round(t, 3) for t in times],
+            "table1_rows": n_rows, **arc_scores_vs_arc_hits(db_file, run_id, args.repeats),
+        }, indent=2))
         return
 
     work = args.keep or Path(tempfile.mkdtemp(prefix="headlens-scale-"))
