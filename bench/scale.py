@@ -84,8 +84,8 @@ def child(stats_path: str, argv: list[str]) -> None:
             stats["write_s"] += time.perf_counter() - start
             stats["transactions"] += 1
 
-    write.insert_rows = insert_rows  # analyze imports it from the module at call time
-    analyze.session_scope = session_scope
+    write.insert_rows = insert_rows  # type: ignore[attr-defined]  # analyze imports it at call time
+    analyze.session_scope = session_scope  # type: ignore[attr-defined]
     atexit.register(lambda: Path(stats_path).write_text(json.dumps(stats)))
     from app.cli import main
 
