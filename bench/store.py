@@ -89,7 +89,6 @@ def prediction_chunks(n_segments: int, n_words: int, seed: int = 0):  # type: ig
                 "head": np.tile(np.arange(N_HEADS), len(segments) * n_words),
                 "predicted_index": rng.integers(0, n_words, n),
                 "attended_by_index": rng.integers(0, n_words, n),
-                "weight": rng.random(n, dtype=np.float32),
                 "cls_weight": rng.random(n, dtype=np.float32),
                 "sep_weight": rng.random(n, dtype=np.float32),
             }

@@ -85,8 +85,8 @@ def test_every_revision_steps_down_and_up_keeping_predictions(empty_url: str) ->
             "attended_by_index, cls_weight, sep_weight) values "
             "(1, 1, 1, 0, 1, 0, 0.5, 0, 0.25, 0.125), (1, 1, 0, 0, 0, null, null, null, 0.5, 0.25)"
         ))
-    rows = "select word_index, head, predicted_index, weight, cls_weight from head_predictions order by word_index"
-    expected = [(0, 0, None, None, 0.5), (1, 1, 0, 0.5, 0.25)]  # exact in float4
+    rows = "select word_index, head, predicted_index, attended_by_index, cls_weight from head_predictions order by word_index"
+    expected = [(0, 0, None, None, 0.5), (1, 1, 0, 0, 0.25)]  # exact in float4
     revisions = [script.revision for script in ScriptDirectory.from_config(config).walk_revisions()]
     for revision in [r for r in reversed(revisions) if r > "0006"]:
         command.upgrade(config, revision)
@@ -99,6 +99,9 @@ def test_every_revision_steps_down_and_up_keeping_predictions(empty_url: str) ->
     command.downgrade(config, "0006")
     with engine.connect() as connection:
         assert [tuple(row) for row in connection.execute(text(rows))] == expected
+        # 0011 dropped the predicted word's weight; its downgrade restores the column empty.
+        weights = "select weight from head_predictions order by word_index"
+        assert [row[0] for row in connection.execute(text(weights))] == [None, None]
     for _revision in [r for r in revisions if r <= "0006"]:  # 0006 .. 0001: each step down alone
         command.downgrade(config, "-1")
     assert current_revision(engine) is None

@@ -122,7 +122,6 @@ class HeadPredictions(Analysis):
                 "head": np.tile(np.arange(n_heads), len(word_index)),
                 "predicted_index": to_word_index(result["predicted"]).ravel(),
                 "attended_by_index": to_word_index(result["attended_by"]).ravel(),
-                "weight": per_word(result["weight"]).ravel(),
                 "cls_weight": per_word(result["cls_weight"]).ravel(),
                 "sep_weight": per_word(result["sep_weight"]).ravel(),
             }
@@ -135,7 +134,7 @@ class HeadPredictions(Analysis):
         columns = rows.columns
         self.n_rows = self.n_rows + len(columns["word_index"])
         no_prediction = columns["predicted_index"] < 0  # a one-word segment: NULL
-        for key in ("predicted_index", "attended_by_index", "weight"):
+        for key in ("predicted_index", "attended_by_index"):
             columns[key] = np.ma.masked_array(columns[key], mask=no_prediction)
         return [rows]
 

@@ -281,11 +281,12 @@ class HeadMetric(Base):
 # Per word and head: the word it attends to most, and how much goes to special tokens.
 # `predicted_index` excludes the word itself and special tokens (the paper's head-as-parser
 # rule); NULL when the segment has no other word. Accuracies are SQL joins of this table
-# with `dependencies`. The one table that grows with the corpus, so it is lean (migration
-# 0007): no primary key or foreign keys (on DuckDB each is an index that bulk inserts and
-# redo deletes pay for), SMALLINT word indices, REAL weights, and rows appended in
-# `append_order` so that zone maps prune and columns compress. A plain Table, not a mapped
-# class: the ORM needs a primary key, and only insert_rows and SQL touch these rows.
+# with `dependencies`. The one table that grows with the corpus, so it is lean (migrations
+# 0007, 0011): no primary key or foreign keys (on DuckDB each is an index that bulk inserts
+# and redo deletes pay for), SMALLINT word indices, REAL weights, only the columns some
+# query reads (not the weight of the predicted word), and rows appended in `append_order`
+# so that zone maps prune and columns compress. A plain Table, not a mapped class: the ORM
+# needs a primary key, and only insert_rows and SQL touch these rows.
 head_predictions = Table(
     "head_predictions",
     Base.metadata,
@@ -295,7 +296,6 @@ head_predictions = Table(
     Column("layer", SmallInteger, nullable=False),
     Column("head", SmallInteger, nullable=False),
     Column("predicted_index", SmallInteger),
-    Column("weight", REAL),
     # The other word that attends most to this one: the authors' code's "transpose" direction.
     Column("attended_by_index", SmallInteger),
     Column("cls_weight", REAL, nullable=False),
