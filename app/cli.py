@@ -16,7 +16,7 @@ from typing import Any
 import click
 
 from app import __version__
-from app.config import DEFAULT_MODEL, PAPER_MAX_TOKENS, ExtractConfig, Settings
+from app.config import DEFAULT_MODEL, PAPER_MAX_TOKENS, Dtype, ExtractConfig, OnUnaligned, Settings
 from app.errors import AppError
 
 # Every option's range, in one place (a test checks that every numeric option uses one).
@@ -119,7 +119,7 @@ def settings_of(context: click.Context) -> Settings:
     return context.find_object(Settings)  # type: ignore[return-value]
 
 
-def lab_of(context: click.Context):  # type: ignore[no-untyped-def]
+def lab_of(context: click.Context):
     """The library object over this invocation's settings (imported here: --help stays fast)."""
     from app.lab import Lab
 
@@ -386,7 +386,7 @@ def ingest_corpus(
         max_tokens=max_tokens,
         tokenizer=tokenizer,
     )
-    result = lab_of(context).ingest_corpus(name, path=path, format=fmt, options=options)  # type: ignore[arg-type]
+    result = lab_of(context).ingest_corpus(name, path=path, format=fmt, options=options)
     state = "added" if result.created else "already stored"
     details = ", ".join(f"{k}={v}" for k, v in result.details.items() if v)
     click.echo(f"corpus {name}: {state} ({details})")
@@ -537,9 +537,9 @@ def analyze(
     corpus: str,
     max_tokens: int,
     batch_size: int,
-    dtype: str,
+    dtype: Dtype,
     limit: int | None,
-    on_unaligned: str,
+    on_unaligned: OnUnaligned,
     device: str,
     weighting: str,
     objective: str,
@@ -579,10 +579,10 @@ def analyze(
         max_tokens=max_tokens,
         batch_size=batch_size,
         dtype=dtype,
-        limit=limit,  # type: ignore[arg-type]
+        limit=limit,
         on_unaligned=on_unaligned,
         device=device,
-    )  # type: ignore[arg-type]
+    )
     for summary in lab_of(context).analyze(
         *analyses,
         model=model,
@@ -1035,7 +1035,7 @@ def explore(
 )
 @click.pass_context
 @translate_errors
-def reproduce(context: click.Context, quick: bool, dtype: str) -> None:
+def reproduce(context: click.Context, quick: bool, dtype: Dtype) -> None:
     """Reproduce the paper on the embedded defaults: ingest, analyse, print every table.
 
     Safe to rerun: finished steps are skipped, an interrupted step resumes.

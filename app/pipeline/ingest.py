@@ -5,13 +5,16 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from app.config import DEFAULT_MODEL, Settings
 from app.errors import AppError, UnknownName
 from app.options import CorpusOptions
 from app.pipeline.common import open_db, progress_bar
 from app.store.db import refresh_statistics, session_scope
+
+if TYPE_CHECKING:
+    from app.ingest.coref import CorefFormat
 
 
 @dataclass
@@ -54,7 +57,7 @@ COREF_FORMATS = ("corefud", "conll2012", "gap")
 CORPUS_FORMATS = ("text", *DEPENDENCY_FORMATS, *COREF_FORMATS)
 
 
-def _budget_tokenizer(settings: Settings, options: CorpusOptions):  # type: ignore[no-untyped-def]
+def _budget_tokenizer(settings: Settings, options: CorpusOptions):
     """The tokenizer that measures token budgets at ingestion (a built-in model's)."""
     from app.ingest.models import load_tokenizer, resolve_model_path
 
@@ -65,7 +68,7 @@ def _budget_tokenizer(settings: Settings, options: CorpusOptions):  # type: igno
 
 def _read_coreference(
     settings: Settings, name: str, paths: list[Path], fmt: str, options: CorpusOptions
-):  # type: ignore[no-untyped-def]
+):
     """Documents -> mentions with heads and types -> segments within the token budget."""
     from app.config import PAPER_MAX_TOKENS
     from app.ingest.coref_segments import read_coref_corpus
@@ -86,8 +89,8 @@ def _read_coreference(
     data = read_coref_corpus(
         name,
         paths,
-        fmt,
-        piece_counts,  # type: ignore[arg-type]
+        cast("CorefFormat", fmt),  # read_coref_corpus names the known formats otherwise
+        piece_counts,
         max_tokens=options.max_tokens or PAPER_MAX_TOKENS,
         mode=options.segmentation,
         parse=parse,
@@ -106,7 +109,7 @@ def read_corpus(
     fmt: str | None,
     path: str | None,
     options: CorpusOptions | dict[str, Any],
-):  # type: ignore[no-untyped-def]
+):
     """Read a corpus from a built-in source, the dataset registry, or a user file.
 
     A treebank (CoNLL-U / CoNLL-X) becomes one segment per sentence; a coreference corpus

@@ -74,11 +74,11 @@ class _Plan:
     table: type
     ref_id: int
 
-    def store_id(self, session, mlflow_id: str | None) -> None:  # type: ignore[no-untyped-def]
+    def store_id(self, session, mlflow_id: str | None) -> None:
         session.get(self.table, self.ref_id).mlflow_run_id = mlflow_id
 
 
-def _analysis_plan(session, run_id: int) -> _Plan | str:  # type: ignore[no-untyped-def]
+def _analysis_plan(session, run_id: int) -> _Plan | str:
     from app.store.schema import Corpus, Encoder, HeadMetric, Run
 
     run = session.get(Run, run_id)
@@ -106,7 +106,7 @@ def _analysis_plan(session, run_id: int) -> _Plan | str:  # type: ignore[no-unty
     )
 
 
-def _probe_plan(session, probe_run_id: int) -> _Plan | str:  # type: ignore[no-untyped-def]
+def _probe_plan(session, probe_run_id: int) -> _Plan | str:
     from app.store.schema import Corpus, Encoder, ProbeRun
 
     row = session.get(ProbeRun, probe_run_id)

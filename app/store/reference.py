@@ -26,7 +26,7 @@ def _rows(model: type, name: str) -> list[dict[str, object]]:
         python_type = columns[key].type.python_type
         return python_type(value) if python_type in (int, float) else value
 
-    with (DATA_DIR / name).open(newline="", encoding="utf-8") as handle:
+    with (DATA_DIR / name).open(newline="", encoding="utf-8") as handle:  # type: ignore[call-overload]
         return [
             {key: cast(key, value) for key, value in row.items()} for row in csv.DictReader(handle)
         ]
