@@ -11,13 +11,17 @@ import functools
 import os
 import sys
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import click
 
 from app import __version__
 from app.config import DEFAULT_MODEL, PAPER_MAX_TOKENS, Dtype, ExtractConfig, OnUnaligned, Settings
 from app.errors import AppError
+
+if TYPE_CHECKING:
+    from app.options import CorpusKind
+    from app.report.tables import TableFormat
 
 # Every option's range, in one place (a test checks that every numeric option uses one).
 COUNT = click.IntRange(min=1)  # sizes and counts: 0 or less would compute nothing
@@ -349,9 +353,9 @@ def ingest_corpus(
     source: str | None,
     fmt: str | None,
     path: str | None,
-    kind: str | None,
-    segmentation: str,
-    heads: str,
+    kind: CorpusKind | None,
+    segmentation: Literal["truncate", "windows"],
+    heads: Literal["silver", "rule"],
     n_segments: int,
     seed: int,
     max_tokens: int,
@@ -378,9 +382,9 @@ def ingest_corpus(
 
     options = CorpusOptions(
         source=source,
-        kind=kind,  # type: ignore[arg-type]
-        segmentation=segmentation,  # type: ignore[arg-type]
-        heads=heads,  # type: ignore[arg-type]
+        kind=kind,
+        segmentation=segmentation,
+        heads=heads,
         n_segments=n_segments,
         seed=seed,
         max_tokens=max_tokens,
@@ -671,7 +675,7 @@ def query(
     model: str | None,
     corpus: str | None,
     list_queries: bool,
-    fmt: str,
+    fmt: TableFormat,
     output: str | None,
     read_write: bool,
 ) -> None:
@@ -723,7 +727,7 @@ def query(
         path = write_frame(frame, output)
         click.echo(f"{len(frame)} row(s) written to {path}")
         return
-    click.echo(render(frame, fmt))  # type: ignore[arg-type]
+    click.echo(render(frame, fmt))
 
 
 @cli.command()

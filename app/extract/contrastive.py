@@ -20,7 +20,13 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from app.analysis.base import Analysis, LayerMaps
-from app.analysis.contrastive import DEFAULT_SCALE, SentenceObjective, contrastive_loss, pool
+from app.analysis.contrastive import (
+    DEFAULT_SCALE,
+    Pooling,
+    SentenceObjective,
+    contrastive_loss,
+    pool,
+)
 from app.errors import AnalysisUnavailable
 from app.extract.align import EncodedSegment, Skipped
 from app.extract.attention import _feed, collate
@@ -37,7 +43,7 @@ def read_objective(model_dir: Path) -> SentenceObjective:
         return SentenceObjective()
     modes = json.loads(pooling_config.read_text())
     if modes.get("pooling_mode_mean_tokens"):
-        pooling = "mean"
+        pooling: Pooling = "mean"
     elif modes.get("pooling_mode_cls_token"):
         pooling = "cls"
     elif modes.get("pooling_mode_max_tokens"):
@@ -46,7 +52,7 @@ def read_objective(model_dir: Path) -> SentenceObjective:
         raise AnalysisUnavailable(
             f"{pooling_config}: no pooling mode this objective supports (mean, cls, max) is on"
         )
-    return SentenceObjective(pooling=pooling, scale=DEFAULT_SCALE, source=str(pooling_config))  # type: ignore[arg-type]
+    return SentenceObjective(pooling=pooling, scale=DEFAULT_SCALE, source=str(pooling_config))
 
 
 @dataclass

@@ -14,6 +14,7 @@ from app.pipeline.common import open_db, progress_bar
 from app.store.db import refresh_statistics, session_scope
 
 if TYPE_CHECKING:
+    from app.ingest.conll import ConllFormat
     from app.ingest.coref import CorefFormat
 
 
@@ -135,7 +136,7 @@ def read_corpus(
                 settings, name, [file], "corefud" if fmt == "conllu" else fmt, options
             )
         if fmt in DEPENDENCY_FORMATS:
-            return read_dependency_corpus(name, [file], fmt)  # type: ignore[arg-type]
+            return read_dependency_corpus(name, [file], cast("ConllFormat", fmt))
         raise UnknownName("format", fmt, list(CORPUS_FORMATS))
     source = options.source or name
     if source == "wiki-segments":
@@ -163,7 +164,7 @@ def read_corpus(
             "corefud" if dataset.format == "conllu" else dataset.format,
             options,
         )
-    return read_dependency_corpus(name, paths, dataset.format)  # type: ignore[arg-type]
+    return read_dependency_corpus(name, paths, cast("ConllFormat", dataset.format))
 
 
 def ingest_corpus(
