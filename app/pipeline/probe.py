@@ -15,7 +15,7 @@ import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypedDict
+from typing import TYPE_CHECKING, Any, TypedDict, cast
 
 import numpy as np
 from sqlalchemy import Engine, select
@@ -28,6 +28,7 @@ from app.pipeline.lifecycle import Lifecycle
 from app.store.db import session_scope
 
 if TYPE_CHECKING:
+    from app.analysis.probes import ProbeKind
     from app.pipeline.cluster import Distribute
 
 Say = Callable[[str], None]
@@ -298,7 +299,7 @@ def _probe(settings: Settings, kind: str, *, model: str | None, train: str, dev:
     if kind == "structural":
         options.setdefault("max_epochs", STRUCTURAL_MAX_EPOCHS)
     if kind != "right_branching":
-        config = probes.ProbeConfig(kind=kind, n_heads=n_heads if layers else None, layers=layers,  # type: ignore[arg-type]
+        config = probes.ProbeConfig(kind=cast("ProbeKind", kind), n_heads=n_heads if layers else None, layers=layers,
                                     **(options or {}))
     identity = {"kind": kind, "model": model, "train": train, "dev": dev, "test": test, "annotation": annotation,
                 "hidden_layer": hidden_layer if kind == "structural" else None,

@@ -11,12 +11,16 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, cast
 
 from sqlalchemy import func, select
 
 from app.config import Settings
 from app.pipeline.common import open_db
 from app.store.db import session_scope
+
+if TYPE_CHECKING:
+    from app.store.mlflow_backlog import Kind
 
 
 @dataclass
@@ -55,7 +59,7 @@ def relog(settings: Settings) -> list[Relogged]:
         with session_scope(db) as session:
             if tracker.ok:
                 plan.store_id(session, mlflow_id)
-            settle(session, kind, ref_id, tracker.error)  # type: ignore[arg-type]
+            settle(session, cast("Kind", kind), ref_id, tracker.error)
         outcome = "logged" if tracker.ok else f"failed: {tracker.error}"
         results.append(Relogged(kind, ref_id, mlflow_id if tracker.ok else None, outcome))
         if not tracker.ok:

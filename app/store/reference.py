@@ -11,14 +11,14 @@ from importlib import resources
 
 from sqlalchemy import Engine, delete, insert
 
-from app.store.schema import PaperCoref, PaperProbe, PaperRelation, RelationMap
+from app.store.schema import Base, PaperCoref, PaperProbe, PaperRelation, RelationMap
 
 DATA_DIR = resources.files("app") / "data"  # package data, checkout or wheel
 
 
-def _rows(model: type, name: str) -> list[dict[str, object]]:
+def _rows(model: type[Base], name: str) -> list[dict[str, object]]:
     """CSV rows with values cast to the model's column types (empty cell -> NULL)."""
-    columns = model.__table__.c  # type: ignore[attr-defined]
+    columns = model.__table__.c
 
     def cast(key: str, value: str) -> object:
         if value == "":
