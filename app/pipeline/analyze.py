@@ -430,7 +430,7 @@ def open_mlflow_runs(
         work.mlflow[summary.run_id] = summary.mlflow_run_id
     with session_scope(db) as session:
         for summary in summaries:
-            session.get(Run, summary.run_id).mlflow_run_id = summary.mlflow_run_id  # type: ignore[union-attr]
+            session.get_one(Run, summary.run_id).mlflow_run_id = summary.mlflow_run_id
 
 
 def close_mlflow_runs(

@@ -146,10 +146,10 @@ def _complete_cache(db: Engine, cache_id: int, directory: Path, n_segments: int,
     from app.store.schema import FeatureCache
 
     with session_scope(db) as session:
-        cache = session.get(FeatureCache, cache_id)
-        cache.status, cache.n_segments = "complete", n_segments  # type: ignore[union-attr]
-        cache.skipped_json = json.dumps(skipped, sort_keys=True)  # type: ignore[union-attr]
-        cache.sha256 = directory_sha256(directory)  # type: ignore[union-attr]
+        cache = session.get_one(FeatureCache, cache_id)
+        cache.status, cache.n_segments = "complete", n_segments
+        cache.skipped_json = json.dumps(skipped, sort_keys=True)
+        cache.sha256 = directory_sha256(directory)
 
 
 # ------------------------------------------------------------------ examples
@@ -374,10 +374,10 @@ def _finish(db: Engine, probe_run_id: int, work: Lifecycle | None = None, **valu
     from app.store.schema import ProbeRun
 
     with session_scope(db) as session:
-        row = session.get(ProbeRun, probe_run_id)
+        row = session.get_one(ProbeRun, probe_run_id)
         for key, value in values.items():
             setattr(row, key, value)
-        row.finished_at = utcnow()  # type: ignore[union-attr]
+        row.finished_at = utcnow()
         if work is not None:
             work.heartbeat(session)
             if values.get("status") == "done":

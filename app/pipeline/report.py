@@ -251,8 +251,8 @@ def _surface_corpus(builder: _Builder) -> str:
     from app.store.schema import Corpus, Run
 
     with session_scope(builder.db) as session:
-        run = session.get(Run, builder.run_id("surface"))
-        return session.get(Corpus, run.corpus_id).name  # type: ignore[union-attr]
+        run = session.get_one(Run, builder.run_id("surface"))
+        return session.get_one(Corpus, run.corpus_id).name
 
 
 def _log_figures(settings: Settings, builder: _Builder) -> None:
@@ -264,7 +264,7 @@ def _log_figures(settings: Settings, builder: _Builder) -> None:
         return
     tracker = Tracker(settings)
     with session_scope(builder.db) as session:
-        mlflow_ids = {run_id: session.get(Run, run_id).mlflow_run_id for _, _, run_id in builder.logged}  # type: ignore[union-attr]
+        mlflow_ids = {run_id: session.get_one(Run, run_id).mlflow_run_id for _, _, run_id in builder.logged}
     with tempfile.TemporaryDirectory() as scratch:
         for name, png, run_id in builder.logged:
             if mlflow_ids.get(run_id):
