@@ -11,13 +11,17 @@ import functools
 import os
 import sys
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import click
 
 from app import __version__
-from app.config import DEFAULT_MODEL, PAPER_MAX_TOKENS, ExtractConfig, Settings
+from app.config import DEFAULT_MODEL, PAPER_MAX_TOKENS, Dtype, ExtractConfig, OnUnaligned, Settings
 from app.errors import AppError
+
+if TYPE_CHECKING:
+    from app.options import CorpusKind
+    from app.report.tables import TableFormat
 
 # Every option's range, in one place (a test checks that every numeric option uses one).
 COUNT = click.IntRange(min=1)  # sizes and counts: 0 or less would compute nothing
@@ -119,7 +123,7 @@ def settings_of(context: click.Context) -> Settings:
     return context.find_object(Settings)  # type: ignore[return-value]
 
 
-def lab_of(context: click.Context):  # type: ignore[no-untyped-def]
+def lab_of(context: click.Context):
     """The library object over this invocation's settings (imported here: --help stays fast)."""
     from app.lab import Lab
 
@@ -349,9 +353,9 @@ def ingest_corpus(
     source: str | None,
     fmt: str | None,
     path: str | None,
-    kind: str | None,
-    segmentation: str,
-    heads: str,
+    kind: CorpusKind | None,
+    segmentation: Literal["truncate", "windows"],
+    heads: Literal["silver", "rule"],
     n_segments: int,
     seed: int,
     max_tokens: int,
@@ -378,15 +382,15 @@ def ingest_corpus(
 
     options = CorpusOptions(
         source=source,
-        kind=kind,  # type: ignore[arg-type]
-        segmentation=segmentation,  # type: ignore[arg-type]
-        heads=heads,  # type: ignore[arg-type]
+        kind=kind,
+        segmentation=segmentation,
+        heads=heads,
         n_segments=n_segments,
         seed=seed,
         max_tokens=max_tokens,
         tokenizer=tokenizer,
     )
-    result = lab_of(context).ingest_corpus(name, path=path, format=fmt, options=options)  # type: ignore[arg-type]
+    result = lab_of(context).ingest_corpus(name, path=path, format=fmt, options=options)
     state = "added" if result.created else "already stored"
     details = ", ".join(f"{k}={v}" for k, v in result.details.items() if v)
     click.echo(f"corpus {name}: {state} ({details})")
@@ -537,9 +541,9 @@ def analyze(
     corpus: str,
     max_tokens: int,
     batch_size: int,
-    dtype: str,
+    dtype: Dtype,
     limit: int | None,
-    on_unaligned: str,
+    on_unaligned: OnUnaligned,
     device: str,
     weighting: str,
     objective: str,
@@ -579,10 +583,10 @@ def analyze(
         max_tokens=max_tokens,
         batch_size=batch_size,
         dtype=dtype,
-        limit=limit,  # type: ignore[arg-type]
+        limit=limit,
         on_unaligned=on_unaligned,
         device=device,
-    )  # type: ignore[arg-type]
+    )
     for summary in lab_of(context).analyze(
         *analyses,
         model=model,
@@ -671,7 +675,7 @@ def query(
     model: str | None,
     corpus: str | None,
     list_queries: bool,
-    fmt: str,
+    fmt: TableFormat,
     output: str | None,
     read_write: bool,
 ) -> None:
@@ -723,7 +727,7 @@ def query(
         path = write_frame(frame, output)
         click.echo(f"{len(frame)} row(s) written to {path}")
         return
-    click.echo(render(frame, fmt))  # type: ignore[arg-type]
+    click.echo(render(frame, fmt))
 
 
 @cli.command()
@@ -1035,7 +1039,7 @@ def explore(
 )
 @click.pass_context
 @translate_errors
-def reproduce(context: click.Context, quick: bool, dtype: str) -> None:
+def reproduce(context: click.Context, quick: bool, dtype: Dtype) -> None:
     """Reproduce the paper on the embedded defaults: ingest, analyse, print every table.
 
     Safe to rerun: finished steps are skipped, an interrupted step resumes.

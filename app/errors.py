@@ -6,6 +6,8 @@ catalogue of what can go wrong for a user.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 
 class AppError(Exception):
     """headlens could not finish."""
@@ -14,7 +16,7 @@ class AppError(Exception):
 class UnknownName(AppError):
     """No such name."""
 
-    def __init__(self, kind: str, name: str, known: list[str] | tuple[str, ...], hint: str = ""):
+    def __init__(self, kind: str, name: str, known: Sequence[str], hint: str = ""):
         listing = ", ".join(sorted(known)) if known else "(none yet)"
         message = f"unknown {kind} {name!r}; known: {listing}"
         super().__init__(f"{message}. {hint}" if hint else message)

@@ -48,7 +48,7 @@ class CorpusOptions:
         >>> CorpusOptions.of({"source": "wiki-segments", "n_segments": 40}).max_tokens
         128
         """
-        if isinstance(value, cls):
+        if isinstance(value, CorpusOptions):
             return value
         return cls(**(value or {}))
 

@@ -140,7 +140,7 @@ def default_params(
     return {key: value for key, value in params.items() if key in needed}
 
 
-def execute(engine: Engine, sql: str, params: dict[str, Any], *, commit: bool = False):  # type: ignore[no-untyped-def]
+def execute(engine: Engine, sql: str, params: dict[str, Any], *, commit: bool = False):
     """Run SQL and return a pandas DataFrame (`commit=True`: keep what the SQL changed)."""
     import pandas as pd
 

@@ -12,9 +12,10 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TypedDict
 
 from app import pipeline
-from app.config import DEFAULT_MODEL, ExtractConfig, Settings
+from app.config import DEFAULT_MODEL, Dtype, ExtractConfig, Settings
 from app.errors import AnalysisUnavailable, AppError
 from app.report.tables import render
 from app.store.db import upgrade
@@ -73,18 +74,18 @@ class _Steps:
         if text is not None:
             self.echo(f"\n### {text}  [{now - self.started:.0f} s]")
 
-    def table(self, title: str, query: str, **kwargs) -> None:  # type: ignore[no-untyped-def]
+    def table(self, title: str, query: str, **kwargs) -> None:
         self.echo(f"\n== {title}  (headlens query {query})")
         self.echo(render(pipeline.run_query(self.settings, query, **kwargs)))
 
-    def analyze(self, analyses: list[str], model: str, corpus: str, config: ExtractConfig, **options) -> None:  # type: ignore[no-untyped-def]
+    def analyze(self, analyses: list[str], model: str, corpus: str, config: ExtractConfig, **options) -> None:
         for summary in pipeline.analyze(self.settings, analyses, model=model, corpus=corpus, config=config,
                                         on_event=self.echo, **options):
             skipped = f"; skipped {summary.skipped}" if summary.skipped else ""
             self.echo(f"{summary.key} of {model} on {corpus}: run {summary.run_id} ({summary.state}){skipped}")
 
 
-def behaviour_summary(clusters):  # type: ignore[no-untyped-def]
+def behaviour_summary(clusters):
     """head_clusters rows -> one row per behaviour: how many heads, which, where on average."""
     grouped = clusters.groupby("behaviour", sort=False)
     summary = grouped.agg(heads=("label", "size"), mean_x=("x", "mean"), mean_y=("y", "mean"))
@@ -102,7 +103,15 @@ def mpnet_installed() -> bool:
     return True
 
 
-def reproduce(settings: Settings, *, quick: bool = False, dtype: str = "float32", echo: Echo = print) -> None:
+class _Splits(TypedDict):
+    """The probes' train, dev and test corpora (keyword arguments of `probe`)."""
+
+    train: str
+    dev: str
+    test: str
+
+
+def reproduce(settings: Settings, *, quick: bool = False, dtype: Dtype = "float32", echo: Echo = print) -> None:
     from app.pipeline.probe import probe
     from app.pipeline.report import build_report
 
@@ -122,7 +131,7 @@ def reproduce(settings: Settings, *, quick: bool = False, dtype: str = "float32"
     steps.heading("Surface patterns and clustering (paper §3, §6)")
     wiki = "wiki-segments" if not quick else "wiki-segments-quick"
     pipeline.ingest_corpus(settings, wiki, options={"source": "wiki-segments", "n_segments": plan.wiki_segments})
-    surface_config = ExtractConfig(dtype=dtype)  # type: ignore[arg-type]
+    surface_config = ExtractConfig(dtype=dtype)
     # Norm-based maps (Kobayashi et al. 2020) come from the same forward pass, one extra run.
     steps.analyze(["surface", "clustering", "surface:norm"], model, wiki, surface_config)
     steps.analyze(["surface"], random_model, wiki, surface_config)
@@ -168,9 +177,9 @@ def reproduce(settings: Settings, *, quick: bool = False, dtype: str = "float32"
     steps.heading("Probing classifiers (paper §5, Table 3)")
     for corpus in {plan.probe_train, "ud-ewt-dev", "ud-ewt-test"}:
         pipeline.ingest_corpus(settings, corpus)
-    splits = {"train": plan.probe_train, "dev": "ud-ewt-dev", "test": "ud-ewt-test"}
+    splits: _Splits = {"train": plan.probe_train, "dev": "ud-ewt-dev", "test": "ud-ewt-test"}
     options = {"max_epochs": plan.probe_epochs}
-    runs = [("right_branching", None, None), ("distance_glove", None, None), ("attn", model, None),
+    runs: list[tuple[str, str | None, tuple[int, ...] | None]] = [("right_branching", None, None), ("distance_glove", None, None), ("attn", model, None),
             ("attn_glove", model, None), ("attn_glove", random_model, None), ("structural", model, None)]
     if plan.per_layer_probes:
         runs += [("attn_glove", model, (layer,)) for layer in range(minilm.details["layers"])]

@@ -19,7 +19,7 @@ import math
 import os
 import re
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -128,10 +128,10 @@ class Tracker:
         self.client.update_run(run_id, status="RUNNING")
         return True
 
-    def fail_if_present(self, run_ids: list[str]) -> None:
-        """Mark runs FAILED, skipping any this store does not have."""
+    def fail_if_present(self, run_ids: Sequence[str | None]) -> None:
+        """Mark runs FAILED, skipping any this store does not have (None: never started)."""
         for run_id in run_ids:
-            if self.exists(run_id):
+            if run_id is not None and self.exists(run_id):
                 self.client.set_terminated(run_id, status="FAILED")
 
     @_tolerant

@@ -83,7 +83,7 @@ def tree_distances(heads: np.ndarray) -> np.ndarray:
     n = len(heads)
     arcs = [(i, int(head) - 1) for i, head in enumerate(heads) if 0 < head <= n and head != i + 1]
     rows, cols = (np.array(side, dtype=np.int64) for side in zip(*arcs)) if arcs else ([], [])
-    graph = coo_matrix((np.ones(len(rows)), (rows, cols)), shape=(n, n)).tocsr()
+    graph = coo_matrix((np.ones(len(arcs)), (rows, cols)), shape=(n, n)).tocsr()
     return shortest_path(graph, directed=False, unweighted=True)
 
 
@@ -118,9 +118,9 @@ def collate(
     if kind in ATTENTION_KINDS:
         assert map_index is not None
         shape = (size, len(map_index))
-        words = np.zeros((*shape, width, width), dtype=dtype)
-        to_special = np.zeros((*shape, 2, width), dtype=dtype)
-        from_special = np.zeros((*shape, 2, width), dtype=dtype)
+        words: np.ndarray = np.zeros((*shape, width, width), dtype=dtype)
+        to_special: np.ndarray = np.zeros((*shape, 2, width), dtype=dtype)
+        from_special: np.ndarray = np.zeros((*shape, 2, width), dtype=dtype)
         for b, example in enumerate(examples):
             n, maps = example.n_words, example.maps  # maps: [map, query_unit, key_unit]
             inner = slice(1, n + 1)  # the word units
@@ -353,7 +353,7 @@ def _pad(arrays: Sequence[np.ndarray | None], width: int, dtype: type = np.float
     """[word, dim] arrays -> [batch, word, dim], zero-padded."""
     first = arrays[0]
     assert first is not None
-    out = np.zeros((len(arrays), width, first.shape[1]), dtype=dtype)
+    out: np.ndarray = np.zeros((len(arrays), width, first.shape[1]), dtype=dtype)
     for b, array in enumerate(arrays):
         assert array is not None
         out[b, : len(array)] = array

@@ -74,7 +74,7 @@ class TokenizerRoles:
     comma_ids: frozenset[int]
 
     @classmethod
-    def from_tokenizer(cls, tokenizer) -> TokenizerRoles:  # type: ignore[no-untyped-def]
+    def from_tokenizer(cls, tokenizer) -> TokenizerRoles:
         cls_ids = {tokenizer.cls_token_id, tokenizer.bos_token_id} - {None}
         sep_ids = {tokenizer.sep_token_id, tokenizer.eos_token_id} - {None}
         vocab = tokenizer.get_vocab()
@@ -85,7 +85,7 @@ class TokenizerRoles:
 
 def _layout(
     tokenizer_output, row: int, n_first: int, roles: TokenizerRoles, input_ids: list[int]
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:  # type: ignore[no-untyped-def]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Token -> unit index, unit kinds and unit -> word, for one encoded row."""
     word_ids = tokenizer_output.word_ids(row)
     sequence_ids = tokenizer_output.sequence_ids(row)
@@ -130,7 +130,7 @@ class Aligner:
 
     def __init__(
         self, tokenizer, *, max_tokens: int, overflow: Overflow, on_unaligned: OnUnaligned
-    ):  # type: ignore[no-untyped-def]
+    ):
         self.tokenizer = tokenizer
         self.roles = TokenizerRoles.from_tokenizer(tokenizer)
         self.max_tokens = max_tokens
@@ -147,7 +147,7 @@ class Aligner:
                 encoded.append(result)
         return encoded
 
-    def _tokenize(self, forms: Sequence[str], parts: Sequence[int]):  # type: ignore[no-untyped-def]
+    def _tokenize(self, forms: Sequence[str], parts: Sequence[int]):
         first, second = _split(forms, parts)
         output = self.tokenizer(
             first, second, is_split_into_words=True, add_special_tokens=True, truncation=False
@@ -200,7 +200,7 @@ class Aligner:
             n_words=len(forms),
         )
 
-    def _truncate(self, segment: SegmentInput, output, skipped: Skipped) -> EncodedSegment | None:  # type: ignore[no-untyped-def]
+    def _truncate(self, segment: SegmentInput, output, skipped: Skipped) -> EncodedSegment | None:
         """Keep the longest prefix of whole words that fits (the paper truncates documents)."""
         word_ids = output.word_ids(0)
         sequence_ids = output.sequence_ids(0)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import nullcontext
+from typing import Protocol, TypeVar
 
 import numpy as np
 import torch
@@ -20,7 +21,19 @@ from app.extract.value_norms import ValueCapture, norm_maps
 from app.extract.word_level import pooling_matrices, to_word_level
 
 
-def length_order(segments: Sequence[EncodedSegment]) -> list[EncodedSegment]:
+class _Ordered(Protocol):
+    """What `length_order` sorts by: an EncodedSegment, or a ContrastivePair of two."""
+
+    @property
+    def n_tokens(self) -> int: ...
+    @property
+    def segment_id(self) -> int: ...
+
+
+OrderedT = TypeVar("OrderedT", bound=_Ordered)
+
+
+def length_order(segments: Sequence[OrderedT]) -> list[OrderedT]:
     """Sort by token count, then segment id: similar lengths share a batch (less padding)."""
     return sorted(segments, key=lambda segment: (segment.n_tokens, segment.segment_id))
 
@@ -102,7 +115,7 @@ def keep_freed_memory() -> None:
 class AttentionEngine:
     """Runs an encoder over encoded segments and feeds the analyses layer by layer."""
 
-    def __init__(self, model, *, pad_id: int, batch_size: int, device: str = "cpu"):  # type: ignore[no-untyped-def]
+    def __init__(self, model, *, pad_id: int, batch_size: int, device: str = "cpu"):
         if device == "cpu":
             keep_freed_memory()
         self.model = model
@@ -140,10 +153,12 @@ class AttentionEngine:
 
     def run(
         self, segments: Sequence[EncodedSegment], analyses: Sequence[Analysis], progress=None
-    ) -> None:  # type: ignore[no-untyped-def]
+    ) -> None:
         """Feed `segments` (already in length order) to every analysis."""
         want_words = any(analysis.needs_word_maps for analysis in analyses)
-        hidden_layers = {getattr(analysis, "hidden_layer", None) for analysis in analyses} - {None}
+        hidden_layers: set[int] = {
+            layer for analysis in analyses if (layer := getattr(analysis, "hidden_layer", None)) is not None
+        }
         if len(hidden_layers) > 1:
             raise ValueError(f"one pass pools one layer's hidden states, not {sorted(hidden_layers)}")
         hidden_layer = next(iter(hidden_layers), None)
@@ -169,7 +184,7 @@ class AttentionEngine:
         *,
         mask: Callable[[AttentionBatch], tuple[torch.Tensor, torch.Tensor]],
         loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
-        progress=None,  # type: ignore[no-untyped-def]
+        progress=None,
     ) -> None:
         """Feed attention and d loss / d attention of a masked-LM model to the analyses.
 
@@ -192,7 +207,7 @@ class AttentionEngine:
             _feed(batch, layer_maps, analyses, progress)
 
 
-def _feed(batch: AttentionBatch, layer_maps: Iterable[LayerMaps], analyses: Sequence[Analysis], progress) -> None:  # type: ignore[no-untyped-def]
+def _feed(batch: AttentionBatch, layer_maps: Iterable[LayerMaps], analyses: Sequence[Analysis], progress) -> None:
     """Every analysis sees layer 0, then layer 1, ...: one layer's maps are alive at a time."""
     for layer, maps in enumerate(layer_maps):
         for analysis in analyses:
@@ -200,14 +215,14 @@ def _feed(batch: AttentionBatch, layer_maps: Iterable[LayerMaps], analyses: Sequ
     _end_batch(batch, analyses, progress)
 
 
-def _end_batch(batch: AttentionBatch, analyses: Sequence[Analysis], progress) -> None:  # type: ignore[no-untyped-def]
+def _end_batch(batch: AttentionBatch, analyses: Sequence[Analysis], progress) -> None:
     for analysis in analyses:
         analysis.end_batch(batch)
     if progress is not None:
         progress.update(batch.size)
 
 
-def _feed_weightings(batch: AttentionBatch, attentions, capture: ValueCapture, analyses: Sequence[Analysis], n_units: int, progress) -> None:  # type: ignore[no-untyped-def]
+def _feed_weightings(batch: AttentionBatch, attentions, capture: ValueCapture, analyses: Sequence[Analysis], n_units: int, progress) -> None:
     """Weight maps to the weight-based analyses, norm maps to the norm-based, layer by layer."""
     by_weight = [analysis for analysis in analyses if analysis.weighting != "norm"]
     by_norm = [analysis for analysis in analyses if analysis.weighting == "norm"]
@@ -225,7 +240,7 @@ def _feed_weightings(batch: AttentionBatch, attentions, capture: ValueCapture, a
     _end_batch(batch, analyses, progress)
 
 
-def _forward_maps(attentions, batch: AttentionBatch, n_units: int, want_words: bool) -> Iterator[LayerMaps]:  # type: ignore[no-untyped-def]
+def _forward_maps(attentions, batch: AttentionBatch, n_units: int, want_words: bool) -> Iterator[LayerMaps]:
     """Each layer's token maps, and word maps when an analysis wants them, one at a time."""
     for attention in attentions:
         token = attention.float()  # [batch, head, query, key]

@@ -75,9 +75,9 @@ def write_shard(path: Path, features: list[tuple[int, np.ndarray, np.ndarray | N
     has_hidden = bool(features) and features[0][2] is not None
     arrays = {"segment_ids": segment_ids, "units": units, "maps": maps, "n_maps": np.array(features[0][1].shape[0] if features else 0)}
     if has_hidden:
-        arrays["hidden"] = np.concatenate([f[2] for f in features])  # type: ignore[misc]
+        arrays["hidden"] = np.concatenate([f[2] for f in features])
     partial = path.with_name(path.name + ".partial.npz")
-    np.savez(partial, **arrays)
+    np.savez(partial, **arrays)  # type: ignore[arg-type]  # numpy's stub: allow_pickle vs **kwds
     partial.rename(path)
 
 

@@ -15,16 +15,25 @@ import json
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from app.analysis.base import Analysis, LayerMaps
-from app.analysis.contrastive import DEFAULT_SCALE, SentenceObjective, contrastive_loss, pool
+from app.analysis.contrastive import (
+    DEFAULT_SCALE,
+    Pooling,
+    SentenceObjective,
+    contrastive_loss,
+    pool,
+)
 from app.errors import AnalysisUnavailable
 from app.extract.align import EncodedSegment, Skipped
 from app.extract.attention import _feed, collate
 from app.types import SegmentInput
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel
 
 
 def read_objective(model_dir: Path) -> SentenceObjective:
@@ -34,7 +43,7 @@ def read_objective(model_dir: Path) -> SentenceObjective:
         return SentenceObjective()
     modes = json.loads(pooling_config.read_text())
     if modes.get("pooling_mode_mean_tokens"):
-        pooling = "mean"
+        pooling: Pooling = "mean"
     elif modes.get("pooling_mode_cls_token"):
         pooling = "cls"
     elif modes.get("pooling_mode_max_tokens"):
@@ -43,7 +52,7 @@ def read_objective(model_dir: Path) -> SentenceObjective:
         raise AnalysisUnavailable(
             f"{pooling_config}: no pooling mode this objective supports (mean, cls, max) is on"
         )
-    return SentenceObjective(pooling=pooling, scale=DEFAULT_SCALE, source=str(pooling_config))  # type: ignore[arg-type]
+    return SentenceObjective(pooling=pooling, scale=DEFAULT_SCALE, source=str(pooling_config))
 
 
 @dataclass
@@ -94,7 +103,7 @@ def encode_pairs(aligner: Any, inputs: Iterable[SegmentInput], skipped: Skipped,
     ]
 
 
-def pair_loss(engine: Any, anchors: Sequence[EncodedSegment], positives: Sequence[EncodedSegment], objective: SentenceObjective):  # type: ignore[no-untyped-def]
+def pair_loss(engine: Any, anchors: Sequence[EncodedSegment], positives: Sequence[EncodedSegment], objective: SentenceObjective):
     """The batch's loss from one forward of each side: (loss, [(batch, outputs) per side])."""
     sides = [_embed(engine, segments, objective) for segments in (anchors, positives)]
     loss = contrastive_loss(sides[0][2], sides[1][2], scale=objective.scale)
@@ -111,7 +120,7 @@ def pair_loss(engine: Any, anchors: Sequence[EncodedSegment], positives: Sequenc
 GRAD_CHUNK = 4
 
 
-def _embed(engine: Any, segments: Sequence[EncodedSegment], objective: SentenceObjective):  # type: ignore[no-untyped-def]
+def _embed(engine: Any, segments: Sequence[EncodedSegment], objective: SentenceObjective):
     """(batch, model outputs, pooled embeddings) of one forward; attention kept for gradients."""
     batch, inputs = collate(segments, engine.pad_id, engine.device)
     if not engine.use_token_types:
@@ -124,7 +133,7 @@ def _embed(engine: Any, segments: Sequence[EncodedSegment], objective: SentenceO
 
 
 @contextlib.contextmanager
-def input_gradients_only(model: torch.nn.Module) -> Iterator[None]:
+def input_gradients_only(model: PreTrainedModel) -> Iterator[None]:
     """Backward passes reach the attention from the input embeddings, not the weights.
 
     Only d loss / d attention is wanted: with the weights frozen, autograd skips their
@@ -149,7 +158,7 @@ def run_contrastive(
     analyses: Sequence[Analysis],
     *,
     objective: SentenceObjective,
-    progress=None,  # type: ignore[no-untyped-def]
+    progress=None,
     chunk: int = GRAD_CHUNK,
 ) -> None:
     """Feed attention and d contrastive loss / d attention, anchors then positives."""
@@ -157,7 +166,7 @@ def run_contrastive(
         _run_contrastive(engine, pairs, analyses, objective=objective, progress=progress, chunk=chunk)
 
 
-def _run_contrastive(engine: Any, pairs: Sequence[ContrastivePair], analyses: Sequence[Analysis], *,  # type: ignore[no-untyped-def]
+def _run_contrastive(engine: Any, pairs: Sequence[ContrastivePair], analyses: Sequence[Analysis], *,
                      objective: SentenceObjective, progress, chunk: int) -> None:
     for start in range(0, len(pairs), engine.batch_size):
         group = pairs[start : start + engine.batch_size]
@@ -181,11 +190,11 @@ def _run_contrastive(engine: Any, pairs: Sequence[ContrastivePair], analyses: Se
             progress.update(len(group))
 
 
-def contrastive_feed(engine: Any, model_dir: Path):  # type: ignore[no-untyped-def]
+def contrastive_feed(engine: Any, model_dir: Path):
     """The pipeline's feed for a contrastive gradient pass over encoded pairs."""
     objective = read_objective(model_dir)
 
-    def feed(chunk, analyses, progress=None):  # type: ignore[no-untyped-def]
+    def feed(chunk, analyses, progress=None):
         run_contrastive(engine, chunk, analyses, objective=objective, progress=progress)
 
     return feed

@@ -107,8 +107,8 @@ class ValueCapture:
         self._handles.clear()
         self._values.clear()
 
-    def _hook(self, layer: int):  # type: ignore[no-untyped-def]
-        def keep(module, inputs, output) -> None:  # type: ignore[no-untyped-def]
+    def _hook(self, layer: int):
+        def keep(module, inputs, output) -> None:
             self._values[layer] = output.detach()
 
         return keep

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Literal, cast
 
 from app.errors import CorpusFormatError
 from app.ingest.datasets import content_sha256, numbered_lines
@@ -138,21 +138,22 @@ class _SentenceBuilder:
             )
         words = self.words
         if all(annotated):
-            for index, (head, line) in enumerate(zip(self.heads, self.lines)):
-                if head is not None and not 0 <= head < n:  # type: ignore[operator]
+            heads = cast("list[int | None]", self.heads)  # no '_' among them
+            for index, (head, line) in enumerate(zip(heads, self.lines)):
+                if head is not None and not 0 <= head < n:
                     raise CorpusFormatError(
                         str(self.path),
                         line,
-                        f"HEAD {head + 1} points outside the sentence of {n} words",  # type: ignore[operator]
+                        f"HEAD {head + 1} points outside the sentence of {n} words",
                     )
                 if words[index].deprel is None:
                     raise CorpusFormatError(
                         str(self.path), line, "DEPREL is missing where HEAD is given"
                     )
-            check_tree(self.heads, self.lines, str(self.path))  # type: ignore[arg-type]
+            check_tree(heads, self.lines, str(self.path))
             words = [
-                Word(w.form, w.lemma, w.upos, w.xpos, head=h, deprel=w.deprel)  # type: ignore[arg-type]
-                for w, h in zip(words, self.heads)
+                Word(w.form, w.lemma, w.upos, w.xpos, head=h, deprel=w.deprel)
+                for w, h in zip(words, heads)
             ]
         sentence = ConllSentence(
             words=words, misc=self.misc, line=self.lines[0], doc_id=doc_id, comments=self.comments

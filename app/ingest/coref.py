@@ -20,13 +20,13 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Literal
+from typing import Literal, cast
 
 from app.errors import CorpusFormatError
 from app.ingest.conll import read_conll
 from app.ingest.datasets import numbered_lines, open_text
 from app.ingest.text import WORD_PATTERN
-from app.types import Mention, Word
+from app.types import Mention, MentionType, Word
 
 CorefFormat = Literal["corefud", "conll2012", "gap"]
 # parse(forms of one sentence) -> 0-based head per word within the sentence, None = root.
@@ -308,7 +308,7 @@ def _gap_row(path: Path, number: int, columns: list[str]) -> CorefDocument:
         start, end = _gap_span(
             path, number, text, bounds, column, row[column], row[f"{column}-offset"]
         )
-        mentions.append(Mention(start, end, entity, mention_type=kind))  # type: ignore[arg-type]
+        mentions.append(Mention(start, end, entity, mention_type=cast("MentionType", kind)))
     words = [Word(form=m.group()) for m in matches]
     return CorefDocument(row["ID"], [words], sorted(mentions, key=lambda m: (m.start, m.end)))
 

@@ -138,9 +138,9 @@ def _dependency_head(
 ) -> int | None:
     """The word of the span whose head is outside it (or the root); with several, the
     leftmost non-punctuation one (a span cut across a clause has several)."""
-    outside = [k for k in range(start, end + 1) if heads[k] is None or not start <= heads[k] <= end]  # type: ignore[operator]
+    outside = [k for k in range(start, end + 1) if (h := heads[k]) is None or not start <= h <= end]
     content = [k for k in outside if words[k].upos != "PUNCT" and not _is_punct(words[k].form)]
-    return (content or outside or [None])[0]
+    return next(iter(content or outside), None)
 
 
 def find_mention_heads(doc: CorefDocument, parse: Parser | None = None) -> CorefDocument:
@@ -285,7 +285,7 @@ def read_coref_corpus(
     document whose first word exceeds the budget has no segment and is counted)."""
     if fmt not in READERS:
         raise UnknownName("coreference format", fmt, list(READERS))
-    documents, dropped, has_dependencies = [], Counter(), False
+    documents, dropped, has_dependencies = [], Counter[str](), False
     for path in paths:
         read = READERS[fmt](path)
         if not read:

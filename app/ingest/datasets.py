@@ -84,7 +84,7 @@ def numbered_lines(path: Path) -> Iterator[tuple[int, str]]:
     line_number = 0
     opener = gzip.open if path.suffix == ".gz" else open
     try:
-        with opener(path, "rb") as handle:  # type: ignore[operator]
+        with opener(path, "rb") as handle:
             for line_number, raw in enumerate(handle, start=1):
                 try:
                     line = raw.decode("utf-8")
@@ -109,7 +109,7 @@ def content_sha256(path: Path) -> str:
     digest = hashlib.sha256()
     opener = gzip.open if path.suffix == ".gz" else open
     try:
-        with opener(path, "rb") as handle:  # type: ignore[operator]
+        with opener(path, "rb") as handle:
             for block in iter(lambda: handle.read(1 << 20), b""):
                 digest.update(block)
     except (OSError, EOFError, zlib.error) as error:

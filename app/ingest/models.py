@@ -138,7 +138,7 @@ def check_model_dir(directory: Path) -> None:
         )
 
 
-def _read_config(directory: Path):  # type: ignore[no-untyped-def]
+def _read_config(directory: Path):
     """config.json parsed and understood by transformers, or a one-line ModelInvalid."""
     from transformers import AutoConfig
 
@@ -246,7 +246,7 @@ class EncoderInfo:
     special_tokens: dict[str, int]
 
 
-def load_tokenizer(directory: Path):  # type: ignore[no-untyped-def]
+def load_tokenizer(directory: Path):
     _offline()
     from transformers import AutoTokenizer
 
@@ -256,7 +256,7 @@ def load_tokenizer(directory: Path):  # type: ignore[no-untyped-def]
         raise ModelNotFound(f"cannot load a tokenizer from {directory}: {error}") from error
 
 
-def inspect_encoder(directory: Path, tokenizer=None) -> EncoderInfo:  # type: ignore[no-untyped-def]
+def inspect_encoder(directory: Path, tokenizer=None) -> EncoderInfo:
     """Read shape, special tokens and casing from the files, without loading weights.
 
     Also the checks that must pass before anything is stored: config readable and

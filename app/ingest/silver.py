@@ -28,20 +28,20 @@ class SilverArc:
     upos: str
 
 
-def load_parser():  # type: ignore[no-untyped-def]
+def load_parser():
     import spacy
 
     # The named-entity recogniser and lemmatizer are not needed: ~2x faster without them.
     return spacy.load(SPACY_MODEL, exclude=["ner", "lemmatizer"])
 
 
-def parser_name(nlp) -> str:  # type: ignore[no-untyped-def]
+def parser_name(nlp) -> str:
     return f"spacy {nlp.meta['lang']}_{nlp.meta['name']} {nlp.meta['version']}"
 
 
 def parse_segments(
     nlp, segments: Sequence[SegmentInput], batch_size: int = 256, progress=None
-) -> Iterator[SilverArc]:  # type: ignore[no-untyped-def]
+) -> Iterator[SilverArc]:
     """Parse every sequence of every segment; yields one arc per word."""
     from spacy.tokens import Doc
 
@@ -68,7 +68,7 @@ def parse_segments(
             progress.update(1)
 
 
-def head_parser(nlp):  # type: ignore[no-untyped-def]
+def head_parser(nlp):
     """A `Parser` for coref_segments.find_mention_heads: one sentence's words -> 0-based
     heads within the sentence (None for roots), from spaCy on the given tokenization."""
     from spacy.tokens import Doc

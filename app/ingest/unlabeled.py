@@ -86,13 +86,13 @@ def _trim_pair(
 
 def build_wiki_segments(
     name: str, tokenizer, config: WikiConfig, dump: Path | None = None
-) -> CorpusData:  # type: ignore[no-untyped-def]
+) -> CorpusData:
     """Sample and trim paragraph pairs; `tokenizer` measures word pieces."""
     dump = dump or gensim_dump_path()
     candidates: list[tuple[str, int, str, str]] = []
     for title, paragraphs in article_paragraphs(dump):
-        for index, (first, second) in enumerate(zip(paragraphs, paragraphs[1:])):
-            candidates.append((title, index, first, second))
+        for index, (first_text, second_text) in enumerate(zip(paragraphs, paragraphs[1:])):
+            candidates.append((title, index, first_text, second_text))
     rng = random.Random(config.seed)
     chosen = rng.sample(candidates, min(config.n_segments, len(candidates)))
     budget = config.max_tokens - N_SPECIAL

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypedDict
 
 from sqlalchemy import Engine
 
@@ -22,6 +22,8 @@ from app.pipeline.lifecycle import Lifecycle
 from app.store.db import refresh_statistics, session_scope
 
 if TYPE_CHECKING:
+    from app.extract.align import EncodedSegment
+    from app.extract.contrastive import ContrastivePair
     from app.pipeline.cluster import Distribute
 
 Say = Callable[[str], None]
@@ -83,7 +85,7 @@ def analyze(
     With `distribute`, each pass runs on Ray workers (pipeline/distributed.py); without it
     Ray is not imported.
     """
-    options = {"weightings": tuple(weightings), "objective": objective}
+    options: _PassOptions = {"weightings": tuple(weightings), "objective": objective}
     if distribute is not None:
         from app.pipeline.cluster import ray_session
 
@@ -97,6 +99,13 @@ def analyze(
                             force=force, on_event=on_event, distribute=distribute, **options)
     return _analyze(settings, analyses, model=model, corpus=corpus, config=config, force=force,
                     on_event=on_event, distribute=None, **options)
+
+
+class _PassOptions(TypedDict):
+    """What `analyze` passes through to `_analyze` on either path (local or Ray)."""
+
+    weightings: tuple[str, ...]
+    objective: str
 
 
 def _analyze(
@@ -303,6 +312,7 @@ def _run_pass(
         overflow=config.overflow,
         on_unaligned=config.on_unaligned,
     )
+    encoded: list[EncodedSegment] | list[ContrastivePair]
     if mode == "gradients:contrastive":
         from app.extract.contrastive import encode_pairs
 
@@ -394,12 +404,12 @@ def _run_pass(
 
 def open_mlflow_runs(
     db: Engine,
-    tracker,  # type: ignore[no-untyped-def]
+    tracker,
     settings: Settings,
     target: _Target,
     config: ExtractConfig,
     summaries: list[RunSummary],
-    info,  # type: ignore[no-untyped-def]
+    info,
     work: Lifecycle,
 ) -> None:
     """Start (or resume) each run's MLflow run and link it to the database run.
@@ -417,19 +427,19 @@ def open_mlflow_runs(
             pending(session, "analysis", summary.run_id)
     for summary in summaries:
         _open_mlflow_run(tracker, settings, target, config, summary, info)
-        work.mlflow[summary.run_id] = summary.mlflow_run_id  # type: ignore[assignment]
+        work.mlflow[summary.run_id] = summary.mlflow_run_id
     with session_scope(db) as session:
         for summary in summaries:
-            session.get(Run, summary.run_id).mlflow_run_id = summary.mlflow_run_id  # type: ignore[union-attr]
+            session.get_one(Run, summary.run_id).mlflow_run_id = summary.mlflow_run_id
 
 
 def close_mlflow_runs(
     db: Engine,
-    tracker,  # type: ignore[no-untyped-def]
+    tracker,
     summaries: list[RunSummary],
     accumulators: dict[str, Any],
     n_segments: int,
-    skipped,  # type: ignore[no-untyped-def]
+    skipped,
 ) -> None:
     """Headline numbers onto the summaries and MLflow; runs MLflow has seen in full leave
     the backlog; PostgreSQL's planner statistics catch up with the bulk writes."""
@@ -441,15 +451,15 @@ def close_mlflow_runs(
         summary.skipped = dict(skipped.counts)
         summary.skipped_examples = dict(skipped.examples)
         metrics = {**summary.summary, "n_segments": n_segments, "n_skipped": skipped.total}
-        tracker.log_metrics(summary.mlflow_run_id, metrics)  # type: ignore[arg-type]
-        tracker.finish(summary.mlflow_run_id)  # type: ignore[arg-type]
+        tracker.log_metrics(summary.mlflow_run_id, metrics)
+        tracker.finish(summary.mlflow_run_id)
     with session_scope(db) as session:
         for summary in summaries:
             settle(session, "analysis", summary.run_id, tracker.error)
     refresh_statistics(db)
 
 
-def _gradient_feed(engine, loaded, config: ExtractConfig):  # type: ignore[no-untyped-def]
+def _gradient_feed(engine, loaded, config: ExtractConfig):
     from app.analysis.importance import MASK_RATE, mask_tokens, per_segment_loss
 
     mask_id = loaded.tokenizer.mask_token_id
@@ -459,7 +469,7 @@ def _gradient_feed(engine, loaded, config: ExtractConfig):  # type: ignore[no-un
         )
     rate = float(config.option("mask_rate", MASK_RATE))
 
-    def feed(chunk, analyses, progress=None):  # type: ignore[no-untyped-def]
+    def feed(chunk, analyses, progress=None):
         engine.run_gradients(
             chunk,
             analyses,
@@ -475,10 +485,10 @@ def _open_mlflow_run(
     tracker,
     settings: Settings,
     target: _Target,
-    config: ExtractConfig,  # type: ignore[no-untyped-def]
+    config: ExtractConfig,
     summary: RunSummary,
     info,
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     """Start (or resume) the MLflow run of an analysis (the caller links it to the database run)."""
     if summary.mlflow_run_id is not None:
         if tracker.resume(summary.mlflow_run_id):

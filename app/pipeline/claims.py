@@ -17,7 +17,7 @@ def random_twin(model: str) -> str:
     return model if model.endswith("-random") else f"{model}-random"
 
 
-def scorecard(settings: Settings, model: str, *, annotation: str = "gold", min_arcs: int = 100):  # type: ignore[no-untyped-def]
+def scorecard(settings: Settings, model: str, *, annotation: str = "gold", min_arcs: int = 100):
     """One row per claim for `model` (queries/claims.sql)."""
     from app.pipeline.query import run_query
 
@@ -30,7 +30,7 @@ def scorecard(settings: Settings, model: str, *, annotation: str = "gold", min_a
     return run_query(settings, "claims", params=params)
 
 
-def side_by_side(settings: Settings, models: list[str], **options: Any):  # type: ignore[no-untyped-def]
+def side_by_side(settings: Settings, models: list[str], **options: Any):
     """One row per claim, one column per model: 'held 21.7 [19.9, 23.5]', or '-' without runs."""
     import pandas as pd
 

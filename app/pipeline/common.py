@@ -23,7 +23,7 @@ def open_db_read_only(settings: Settings) -> Engine:
     return engine
 
 
-def progress_bar(total: int, initial: int, description: str, unit: str = "seg"):  # type: ignore[no-untyped-def]
+def progress_bar(total: int, initial: int, description: str, unit: str = "seg"):
     """A progress bar on a terminal, nothing in logs (tqdm's disable=None)."""
     from tqdm.auto import tqdm
 
@@ -32,7 +32,7 @@ def progress_bar(total: int, initial: int, description: str, unit: str = "seg"):
     )
 
 
-def check_extract_config(config: ExtractConfig, encoder) -> None:  # type: ignore[no-untyped-def]
+def check_extract_config(config: ExtractConfig, encoder) -> None:
     """The option ranges that depend on the encoder, checked before any run is recorded.
 
     (Ranges that do not depend on it are declared on the CLI options, app/cli.py.)
@@ -50,7 +50,7 @@ def check_extract_config(config: ExtractConfig, encoder) -> None:  # type: ignor
         raise InvalidOption(f"--max-tokens {config.max_tokens} leaves no room for a word")
 
 
-def check_layers(encoder, layers, hidden_layer) -> None:  # type: ignore[no-untyped-def]
+def check_layers(encoder, layers, hidden_layer) -> None:
     """Probe layers exist in the encoder (0-based attention layers; hidden layer 0..n)."""
     bad = [layer for layer in layers or () if not 0 <= layer < encoder.n_layers]
     if bad:

@@ -211,7 +211,7 @@ def features_on_workers(
     *,
     source: Path,
     init: str,
-    inputs: list,  # type: ignore[type-arg]
+    inputs: list,
     label: str,
     directory: Path,
     hidden_layer: int,

@@ -5,13 +5,17 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from app.config import DEFAULT_MODEL, Settings
 from app.errors import AppError, UnknownName
 from app.options import CorpusOptions
 from app.pipeline.common import open_db, progress_bar
 from app.store.db import refresh_statistics, session_scope
+
+if TYPE_CHECKING:
+    from app.ingest.conll import ConllFormat
+    from app.ingest.coref import CorefFormat
 
 
 @dataclass
@@ -54,7 +58,7 @@ COREF_FORMATS = ("corefud", "conll2012", "gap")
 CORPUS_FORMATS = ("text", *DEPENDENCY_FORMATS, *COREF_FORMATS)
 
 
-def _budget_tokenizer(settings: Settings, options: CorpusOptions):  # type: ignore[no-untyped-def]
+def _budget_tokenizer(settings: Settings, options: CorpusOptions):
     """The tokenizer that measures token budgets at ingestion (a built-in model's)."""
     from app.ingest.models import load_tokenizer, resolve_model_path
 
@@ -65,7 +69,7 @@ def _budget_tokenizer(settings: Settings, options: CorpusOptions):  # type: igno
 
 def _read_coreference(
     settings: Settings, name: str, paths: list[Path], fmt: str, options: CorpusOptions
-):  # type: ignore[no-untyped-def]
+):
     """Documents -> mentions with heads and types -> segments within the token budget."""
     from app.config import PAPER_MAX_TOKENS
     from app.ingest.coref_segments import read_coref_corpus
@@ -86,8 +90,8 @@ def _read_coreference(
     data = read_coref_corpus(
         name,
         paths,
-        fmt,
-        piece_counts,  # type: ignore[arg-type]
+        cast("CorefFormat", fmt),  # read_coref_corpus names the known formats otherwise
+        piece_counts,
         max_tokens=options.max_tokens or PAPER_MAX_TOKENS,
         mode=options.segmentation,
         parse=parse,
@@ -106,7 +110,7 @@ def read_corpus(
     fmt: str | None,
     path: str | None,
     options: CorpusOptions | dict[str, Any],
-):  # type: ignore[no-untyped-def]
+):
     """Read a corpus from a built-in source, the dataset registry, or a user file.
 
     A treebank (CoNLL-U / CoNLL-X) becomes one segment per sentence; a coreference corpus
@@ -132,7 +136,7 @@ def read_corpus(
                 settings, name, [file], "corefud" if fmt == "conllu" else fmt, options
             )
         if fmt in DEPENDENCY_FORMATS:
-            return read_dependency_corpus(name, [file], fmt)  # type: ignore[arg-type]
+            return read_dependency_corpus(name, [file], cast("ConllFormat", fmt))
         raise UnknownName("format", fmt, list(CORPUS_FORMATS))
     source = options.source or name
     if source == "wiki-segments":
@@ -160,7 +164,7 @@ def read_corpus(
             "corefud" if dataset.format == "conllu" else dataset.format,
             options,
         )
-    return read_dependency_corpus(name, paths, dataset.format)  # type: ignore[arg-type]
+    return read_dependency_corpus(name, paths, cast("ConllFormat", dataset.format))
 
 
 def ingest_corpus(

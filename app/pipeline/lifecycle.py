@@ -31,7 +31,7 @@ Say = Callable[[str], None]
 LABELS = {"analysis": "run", "probe": "probe run"}
 
 
-def _model(kind: str):  # type: ignore[no-untyped-def]
+def _model(kind: str):
     from app.store.schema import ProbeRun, Run
 
     return {"analysis": Run, "probe": ProbeRun}[kind]
@@ -48,7 +48,7 @@ class Lifecycle:
         self.settings, self.db, self.kind = settings, db, kind
         self.say = say or _stderr
         self.active: list[int] = []  # claimed, not yet finished
-        self.mlflow: dict[int, str] = {}  # run id -> MLflow run id of this attempt
+        self.mlflow: dict[int, str | None] = {}  # run id -> MLflow run id of this attempt
         self._dead_mlflow: list[str] = []
 
     # ------------------------------------------------------------------ claim

@@ -15,7 +15,7 @@ import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypedDict, cast
 
 import numpy as np
 from sqlalchemy import Engine, select
@@ -28,6 +28,7 @@ from app.pipeline.lifecycle import Lifecycle
 from app.store.db import session_scope
 
 if TYPE_CHECKING:
+    from app.analysis.probes import ProbeKind
     from app.pipeline.cluster import Distribute
 
 Say = Callable[[str], None]
@@ -145,10 +146,10 @@ def _complete_cache(db: Engine, cache_id: int, directory: Path, n_segments: int,
     from app.store.schema import FeatureCache
 
     with session_scope(db) as session:
-        cache = session.get(FeatureCache, cache_id)
-        cache.status, cache.n_segments = "complete", n_segments  # type: ignore[union-attr]
-        cache.skipped_json = json.dumps(skipped, sort_keys=True)  # type: ignore[union-attr]
-        cache.sha256 = directory_sha256(directory)  # type: ignore[union-attr]
+        cache = session.get_one(FeatureCache, cache_id)
+        cache.status, cache.n_segments = "complete", n_segments
+        cache.skipped_json = json.dumps(skipped, sort_keys=True)
+        cache.sha256 = directory_sha256(directory)
 
 
 # ------------------------------------------------------------------ examples
@@ -176,6 +177,9 @@ def _sentences(db: Engine, corpus: str, annotation: str) -> tuple[int, list[tupl
             .order_by(SegmentRow.seg_index, WordRow.word_index)
         ).all()
         corpus_id = corpus_row.id
+    forms: list[str]
+    heads: list[int]
+    relations: list[str]
     sentences, current, forms, heads, relations = [], None, [], [], []
     for segment_id, _index, form, head, relation in [*rows, (None, 0, "", None, None)]:
         if segment_id != current:
@@ -188,7 +192,7 @@ def _sentences(db: Engine, corpus: str, annotation: str) -> tuple[int, list[tupl
     return corpus_id, sentences
 
 
-def build_examples(db: Engine, corpus: str, annotation: str, *, cache: Path | None, vectors,  # type: ignore[no-untyped-def]
+def build_examples(db: Engine, corpus: str, annotation: str, *, cache: Path | None, vectors,
                    need_maps: bool, need_hidden: bool,
                    stream: bool = False) -> tuple[list[Any], dict[str, int], Iterator[tuple[int, np.ndarray]] | None]:
     """ProbeExamples of a corpus; sentences without cached features are left out, counted.
@@ -204,6 +208,7 @@ def build_examples(db: Engine, corpus: str, annotation: str, *, cache: Path | No
     if cache is not None:
         features = {segment: (maps, hidden) for segment, maps, hidden
                     in read_shards(cache, maps=need_maps and not stream, hidden=need_hidden)}
+    examples: list[ProbeExample]
     examples, excluded = [], {"no features (over the token budget)": 0, "words without a GloVe vector": 0}
     positions: dict[int, int] = {}
     for segment_id, forms, heads, relations in sentences:
@@ -244,7 +249,7 @@ def probe(settings: Settings, kind: str, *, model: str | None, train: str, dev: 
     the configuration the sweep selects (`score_held_out`); `mlflow_parent` nests the MLflow
     run under a sweep's parent run.
     """
-    selection = {"score_test": score_test, "mlflow_parent": mlflow_parent}
+    selection: _Selection = {"score_test": score_test, "mlflow_parent": mlflow_parent}
     if distribute is not None and model is not None and kind in NEEDS_ENCODER:
         from app.pipeline.cluster import ray_session
 
@@ -256,6 +261,13 @@ def probe(settings: Settings, kind: str, *, model: str | None, train: str, dev: 
     return _probe(settings, kind, model=model, train=train, dev=dev, test=test, annotation=annotation,
                   layers=layers, hidden_layer=hidden_layer, options=options, vectors_path=vectors_path,
                   extract=extract, force=force, say=say, distribute=None, **selection)
+
+
+class _Selection(TypedDict):
+    """What `probe` passes through to `_probe` on either path (local or Ray)."""
+
+    score_test: bool
+    mlflow_parent: str | None
 
 
 def _probe(settings: Settings, kind: str, *, model: str | None, train: str, dev: str, test: str,
@@ -287,7 +299,7 @@ def _probe(settings: Settings, kind: str, *, model: str | None, train: str, dev:
     if kind == "structural":
         options.setdefault("max_epochs", STRUCTURAL_MAX_EPOCHS)
     if kind != "right_branching":
-        config = probes.ProbeConfig(kind=kind, n_heads=n_heads if layers else None, layers=layers,  # type: ignore[arg-type]
+        config = probes.ProbeConfig(kind=cast("ProbeKind", kind), n_heads=n_heads if layers else None, layers=layers,
                                     **(options or {}))
     identity = {"kind": kind, "model": model, "train": train, "dev": dev, "test": test, "annotation": annotation,
                 "hidden_layer": hidden_layer if kind == "structural" else None,
@@ -362,17 +374,17 @@ def _finish(db: Engine, probe_run_id: int, work: Lifecycle | None = None, **valu
     from app.store.schema import ProbeRun
 
     with session_scope(db) as session:
-        row = session.get(ProbeRun, probe_run_id)
+        row = session.get_one(ProbeRun, probe_run_id)
         for key, value in values.items():
             setattr(row, key, value)
-        row.finished_at = utcnow()  # type: ignore[union-attr]
+        row.finished_at = utcnow()
         if work is not None:
             work.heartbeat(session)
             if values.get("status") == "done":
                 work.finish(session, [probe_run_id])
 
 
-def _train_and_score(settings: Settings, db: Engine, kind: str, model: str | None, identity: dict[str, Any],  # type: ignore[no-untyped-def]
+def _train_and_score(settings: Settings, db: Engine, kind: str, model: str | None, identity: dict[str, Any],
                      config, layers, hidden_layer, vectors_path, extract: ExtractConfig, state: _State,
                      say: Say, work: Lifecycle, distribute: Distribute | None = None, *,
                      score_test: bool = True, mlflow_parent: str | None = None) -> ProbeResult:
@@ -411,14 +423,16 @@ def _train_and_score(settings: Settings, db: Engine, kind: str, model: str | Non
     work.mlflow[result.probe_run_id] = result.mlflow_run_id
     _finish(db, result.probe_run_id, work, mlflow_run_id=result.mlflow_run_id, status="running")
 
+    test_score: float | None
+    n_test: int | None
     if kind == "right_branching":
         dev_score, _ = probes.right_branching_uas(data["dev"])
         test_score, n_test = probes.right_branching_uas(data["test"])
         best_epoch, artifacts = None, {}
         trained = None
     else:
-        def on_epoch(log) -> None:  # type: ignore[no-untyped-def]
-            tracker.log_metrics(result.mlflow_run_id, {"train_loss": log.train_loss, f"dev_{config.metric}": log.dev_score},  # type: ignore[arg-type]
+        def on_epoch(log) -> None:
+            tracker.log_metrics(result.mlflow_run_id, {"train_loss": log.train_loss, f"dev_{config.metric}": log.dev_score},
                                 step=log.epoch)
             say(f"{label} epoch {log.epoch}: train loss {log.train_loss:.3f}, dev {config.metric} {log.dev_score:.1f}")
             with session_scope(db) as session:
@@ -433,15 +447,15 @@ def _train_and_score(settings: Settings, db: Engine, kind: str, model: str | Non
         test_score, n_test = (probes.evaluate(trained, data["test"], maps=streams["test"], spill=spill)
                               if score_test else (None, None))
         best_epoch, artifacts = trained.best_epoch, trained.state_arrays()
-    tracker.log_metrics(result.mlflow_run_id, {f"test_{result.metric}": test_score, f"best_dev_{result.metric}": dev_score,  # type: ignore[arg-type]
+    tracker.log_metrics(result.mlflow_run_id, {f"test_{result.metric}": test_score, f"best_dev_{result.metric}": dev_score,
                                                **{f"excluded {k}": v for k, v in excluded.items()}})
     with tempfile.TemporaryDirectory() as scratch:
         if artifacts:
-            np.savez(Path(scratch) / "weights.npz", **artifacts)
-            tracker.log_artifact(result.mlflow_run_id, Path(scratch) / "weights.npz")  # type: ignore[arg-type]
+            np.savez(Path(scratch) / "weights.npz", **artifacts)  # type: ignore[arg-type]  # numpy's stub: allow_pickle vs **kwds
+            tracker.log_artifact(result.mlflow_run_id, Path(scratch) / "weights.npz")
         (Path(scratch) / "probe.json").write_text(json.dumps({**identity, "excluded": excluded}, indent=1, default=str))
-        tracker.log_artifact(result.mlflow_run_id, Path(scratch) / "probe.json")  # type: ignore[arg-type]
-    tracker.finish(result.mlflow_run_id)  # type: ignore[arg-type]
+        tracker.log_artifact(result.mlflow_run_id, Path(scratch) / "probe.json")
+    tracker.finish(result.mlflow_run_id)
     _finish(db, result.probe_run_id, work, status="done", dev_score=dev_score, test_score=test_score,
             n_train_words=sizes["n_train_words"], n_test_words=n_test, best_epoch=best_epoch)
     from app.store.mlflow_backlog import settle

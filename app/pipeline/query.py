@@ -17,7 +17,7 @@ def run_query(
     model: str | None = None,
     corpus: str | None = None,
     read_write: bool = False,
-):  # type: ignore[no-untyped-def]
+):
     """A named query from queries/ (missing run ids default to the latest run) or ad-hoc SQL.
 
     Both run on a read-only connection without file access; `read_write=True` (ad-hoc SQL

@@ -11,12 +11,16 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, cast
 
 from sqlalchemy import func, select
 
 from app.config import Settings
 from app.pipeline.common import open_db
 from app.store.db import session_scope
+
+if TYPE_CHECKING:
+    from app.store.mlflow_backlog import Kind
 
 
 @dataclass
@@ -55,7 +59,7 @@ def relog(settings: Settings) -> list[Relogged]:
         with session_scope(db) as session:
             if tracker.ok:
                 plan.store_id(session, mlflow_id)
-            settle(session, kind, ref_id, tracker.error)  # type: ignore[arg-type]
+            settle(session, cast("Kind", kind), ref_id, tracker.error)
         outcome = "logged" if tracker.ok else f"failed: {tracker.error}"
         results.append(Relogged(kind, ref_id, mlflow_id if tracker.ok else None, outcome))
         if not tracker.ok:
@@ -74,11 +78,11 @@ class _Plan:
     table: type
     ref_id: int
 
-    def store_id(self, session, mlflow_id: str | None) -> None:  # type: ignore[no-untyped-def]
+    def store_id(self, session, mlflow_id: str | None) -> None:
         session.get(self.table, self.ref_id).mlflow_run_id = mlflow_id
 
 
-def _analysis_plan(session, run_id: int) -> _Plan | str:  # type: ignore[no-untyped-def]
+def _analysis_plan(session, run_id: int) -> _Plan | str:
     from app.store.schema import Corpus, Encoder, HeadMetric, Run
 
     run = session.get(Run, run_id)
@@ -106,7 +110,7 @@ def _analysis_plan(session, run_id: int) -> _Plan | str:  # type: ignore[no-unty
     )
 
 
-def _probe_plan(session, probe_run_id: int) -> _Plan | str:  # type: ignore[no-untyped-def]
+def _probe_plan(session, probe_run_id: int) -> _Plan | str:
     from app.store.schema import Corpus, Encoder, ProbeRun
 
     row = session.get(ProbeRun, probe_run_id)

@@ -44,7 +44,7 @@ class _Builder:
         with session_scope(self.db) as session:
             return latest_run(session, analysis, encoder=self.model, corpus=corpus, weighting=weighting).id
 
-    def query(self, name: str, **params: Any):  # type: ignore[no-untyped-def]
+    def query(self, name: str, **params: Any):
         from app.pipeline.query import run_query
 
         return run_query(self.settings, name, params=params, model=self.model)
@@ -60,7 +60,7 @@ class _Builder:
             section.figures, section.tables = [], []
         self.sections.append(section)
 
-    def figure(self, section, name: str, figure, caption: str, run_id: int) -> None:  # type: ignore[no-untyped-def]
+    def figure(self, section, name: str, figure, caption: str, run_id: int) -> None:
         import matplotlib.pyplot as plt
 
         from app.report.html import png_bytes, svg_bytes
@@ -84,7 +84,7 @@ def build_report(settings: Settings, *, model: str, compare_with: str | None = N
     builder = _Builder(settings, model)
     b = builder
 
-    def surface(section) -> None:  # type: ignore[no-untyped-def]
+    def surface(section) -> None:
         run = b.run_id("surface")
         by_layer = b.query("surface_by_layer", run_id=run)
         grid = b.query("head_grid", run_id=run, metric="entropy")
@@ -94,7 +94,7 @@ def build_report(settings: Settings, *, model: str, compare_with: str | None = N
                  "Paper Fig. 4: entropy of each head's attention, and of [CLS]'s, per layer.", run)
         section.tables += [("surface_by_layer", by_layer), ("surface_heads", b.query("surface_heads", run_id=run))]
 
-    def gradients(section) -> None:  # type: ignore[no-untyped-def]
+    def gradients(section) -> None:
         run = b.run_id("gradients")
         by_layer = b.query("gradients_by_layer", run_id=run)
         objective = str(by_layer["objective"].iloc[0]) if len(by_layer) else "mlm"
@@ -103,7 +103,7 @@ def build_report(settings: Settings, *, model: str, compare_with: str | None = N
                  f"Paper Fig. 2 (right): gradient magnitude of the {loss} w.r.t. attention, per target.", run)
         section.tables.append(("gradients_by_layer", by_layer))
 
-    def syntax(section) -> None:  # type: ignore[no-untyped-def]
+    def syntax(section) -> None:
         run = b.run_id("syntax")
         for annotation in ("gold", "silver"):
             table = b.query("table1_relations", run_id=run, annotation=annotation, min_arcs=min_arcs)
@@ -123,7 +123,7 @@ def build_report(settings: Settings, *, model: str, compare_with: str | None = N
                      "The no-op reading: does a relation's best head park attention on special tokens "
                      "when its relation does not apply?", run)
 
-    def norms(section) -> None:  # type: ignore[no-untyped-def]
+    def norms(section) -> None:
         table = b.query("norm_vs_weight", model=model)
         if len(table) == 0:
             raise RunNotFound("no weight + norm surface runs")
@@ -140,14 +140,14 @@ def build_report(settings: Settings, *, model: str, compare_with: str | None = N
         table1 = b.query("table1_relations", run_id=syntax_run, annotation="gold", min_arcs=min_arcs)
         section.tables.append(("table1_relations -p weighting=norm", table1))
 
-    def scorecard(section) -> None:  # type: ignore[no-untyped-def]
+    def scorecard(section) -> None:
         from app.pipeline.claims import side_by_side
         from app.pipeline.query import run_query
 
         encoders = run_query(settings, None, sql="select name from encoders order by id")["name"].tolist()
         section.tables.append(("claims", side_by_side(settings, encoders, min_arcs=min_arcs)))
 
-    def examples(section) -> None:  # type: ignore[no-untyped-def]
+    def examples(section) -> None:
         run = b.run_id("examples")
         syntax_run = b.run_id("syntax")
         maps = b.query("example_maps", run_id=run)
@@ -161,7 +161,7 @@ def build_report(settings: Settings, *, model: str, compare_with: str | None = N
                      "Paper Fig. 5 style: the best heads of some relations on one sentence "
                      "(line opacity = attention weight).", run)
 
-    def clustering(section) -> None:  # type: ignore[no-untyped-def]
+    def clustering(section) -> None:
         run = b.run_id("clustering")
         clusters = b.query("head_clusters", run_id=run)
         b.figure(section, "head_clusters.png", plots.head_clusters(clusters),
@@ -169,14 +169,14 @@ def build_report(settings: Settings, *, model: str, compare_with: str | None = N
                  "distances.", run)
         section.tables.append(("head_clusters", clusters.groupby("behaviour").size().reset_index(name="heads")))
 
-    def coref(section) -> None:  # type: ignore[no-untyped-def]
+    def coref(section) -> None:
         run = b.run_id("coref")
         table = b.query("table2_coref", run_id=run)
         section.tables.append(("table2_coref", table))
         b.figure(section, "coref.png", plots.grouped_bars(table, "method", ["all_types", "pronoun", "proper", "nominal"],
                  "Antecedent selection accuracy", "accuracy (%)"), "Paper Table 2 as bars.", run)
 
-    def probes(section) -> None:  # type: ignore[no-untyped-def]
+    def probes(section) -> None:
         from app.store.runs import latest_probe_test_corpus
 
         with session_scope(b.db) as session:
@@ -189,7 +189,7 @@ def build_report(settings: Settings, *, model: str, compare_with: str | None = N
                  "Probing classifiers (UAS; structural: UUAS)", "score (%)"), "Paper Table 3 as bars.",
                  b.run_id("syntax"))
 
-    def compare(section) -> None:  # type: ignore[no-untyped-def]
+    def compare(section) -> None:
         assert compare_with is not None
         params = {"model_a": model, "model_b": compare_with, "corpus": _surface_corpus(b)}
         layers = b.query("compare_models", **params)
@@ -251,8 +251,8 @@ def _surface_corpus(builder: _Builder) -> str:
     from app.store.schema import Corpus, Run
 
     with session_scope(builder.db) as session:
-        run = session.get(Run, builder.run_id("surface"))
-        return session.get(Corpus, run.corpus_id).name  # type: ignore[union-attr]
+        run = session.get_one(Run, builder.run_id("surface"))
+        return session.get_one(Corpus, run.corpus_id).name
 
 
 def _log_figures(settings: Settings, builder: _Builder) -> None:
@@ -264,7 +264,7 @@ def _log_figures(settings: Settings, builder: _Builder) -> None:
         return
     tracker = Tracker(settings)
     with session_scope(builder.db) as session:
-        mlflow_ids = {run_id: session.get(Run, run_id).mlflow_run_id for _, _, run_id in builder.logged}  # type: ignore[union-attr]
+        mlflow_ids = {run_id: session.get_one(Run, run_id).mlflow_run_id for _, _, run_id in builder.logged}
     with tempfile.TemporaryDirectory() as scratch:
         for name, png, run_id in builder.logged:
             if mlflow_ids.get(run_id):

@@ -25,7 +25,7 @@ SWEEPABLE = {"lr": "lr", "epochs": "max_epochs", "max_epochs": "max_epochs", "pa
 
 @dataclass
 class SweepResult:
-    mlflow_run_id: str
+    mlflow_run_id: str | None  # None when MLflow failed (the tracker said so once)
     children: list[Any] = field(default_factory=list)  # ProbeResult per setting, in grid order
     settings_: list[dict[str, Any]] = field(default_factory=list)
     best: Any = None  # the ProbeResult selected on dev, with its test score

@@ -9,7 +9,7 @@ from app.errors import AppError
 FORMATS = {".csv": "csv", ".parquet": "parquet", ".json": "json"}
 
 
-def write_frame(frame, path: str | Path) -> Path:  # type: ignore[no-untyped-def]
+def write_frame(frame, path: str | Path) -> Path:
     """Write a DataFrame to `path`; JSON is a list of records (one object per row).
 
     Nullable columns keep their nulls: Parquet stores them as nulls, CSV as empty cells,

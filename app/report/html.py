@@ -58,7 +58,7 @@ def _cell(value: object) -> str:
     return html.escape(str(value))
 
 
-def table_html(frame) -> str:  # type: ignore[no-untyped-def]
+def table_html(frame) -> str:
     head = "".join(f"<th>{html.escape(str(column))}</th>" for column in frame.columns)
     rows = []
     for row in frame.itertuples(index=False, name=None):

@@ -19,11 +19,11 @@ BEHAVIOUR_COLOURS = {
 }  # fmt: skip
 
 
-def _column(frame, name: str) -> np.ndarray:  # type: ignore[no-untyped-def]
+def _column(frame, name: str) -> np.ndarray:
     return frame[name].to_numpy(dtype=float, na_value=np.nan)
 
 
-def special_tokens_by_layer(by_layer, *, norm: bool = False) -> Figure:  # type: ignore[no-untyped-def]
+def special_tokens_by_layer(by_layer, *, norm: bool = False) -> Figure:
     """Paper Figure 2 (left): attention to [CLS], [SEP], periods/commas, per layer
     (`norm`: on norm-based maps, shares of ||alpha f(x)||)."""
     figure, axis = plt.subplots(figsize=(6, 3.6))
@@ -42,7 +42,7 @@ def special_tokens_by_layer(by_layer, *, norm: bool = False) -> Figure:  # type:
     return figure
 
 
-def gradients_by_layer(by_layer) -> Figure:  # type: ignore[no-untyped-def]
+def gradients_by_layer(by_layer) -> Figure:
     """Paper Figure 2 (right): |d loss / d attention| by target kind, per layer."""
     figure, axis = plt.subplots(figsize=(6, 3.6))
     layers = _column(by_layer, "layer")
@@ -56,7 +56,7 @@ def gradients_by_layer(by_layer) -> Figure:  # type: ignore[no-untyped-def]
     return figure
 
 
-def entropy_by_head(grid, by_layer) -> Figure:  # type: ignore[no-untyped-def]
+def entropy_by_head(grid, by_layer) -> Figure:
     """Paper Figure 4: each head's attention entropy per layer, against uniform attention;
     and the entropy of [CLS]'s attention per layer."""
     figure, (left, right) = plt.subplots(1, 2, figsize=(10, 3.6))
@@ -71,7 +71,7 @@ def entropy_by_head(grid, by_layer) -> Figure:  # type: ignore[no-untyped-def]
     return figure
 
 
-def head_clusters(clusters) -> Figure:  # type: ignore[no-untyped-def]
+def head_clusters(clusters) -> Figure:
     """Paper Figure 6: MDS of Jensen-Shannon distances, by behaviour and by layer."""
     figure, (left, right) = plt.subplots(1, 2, figsize=(11, 4.6))
     x, y = _column(clusters, "x"), _column(clusters, "y")
@@ -90,7 +90,7 @@ def head_clusters(clusters) -> Figure:  # type: ignore[no-untyped-def]
     return figure
 
 
-def relation_heatmap(grid) -> Figure:  # type: ignore[no-untyped-def]
+def relation_heatmap(grid) -> Figure:
     """Best-direction accuracy of every head (columns, by layer) on every paper relation."""
     relations = sorted(grid["relation"].unique())
     labels = grid.sort_values(["layer", "head"])["label"].drop_duplicates().tolist()
@@ -111,7 +111,7 @@ def relation_heatmap(grid) -> Figure:  # type: ignore[no-untyped-def]
     return figure
 
 
-def example_heads(maps, words, heads: list[tuple[str, str]]) -> Figure:  # type: ignore[no-untyped-def]
+def example_heads(maps, words, heads: list[tuple[str, str]]) -> Figure:
     """Paper Figure 5 style: attention lines of a few heads on one sentence.
 
     `maps` rows: layer, head (1-based), query_unit, key_unit, weight; `words`: unit, token.
@@ -136,7 +136,7 @@ def example_heads(maps, words, heads: list[tuple[str, str]]) -> Figure:  # type:
     return figure
 
 
-def grouped_bars(frame, category: str, series: list[str], title: str, ylabel: str) -> Figure:  # type: ignore[no-untyped-def]
+def grouped_bars(frame, category: str, series: list[str], title: str, ylabel: str) -> Figure:
     """Bars of several numeric columns per row (Tables 2 and 3, the no-op comparison)."""
     figure, axis = plt.subplots(figsize=(max(6, 0.9 * len(frame)), 3.8))
     positions = np.arange(len(frame))
@@ -150,7 +150,7 @@ def grouped_bars(frame, category: str, series: list[str], title: str, ylabel: st
     return figure
 
 
-def compare_layers(comparison, metrics: list[str], model_a: str, model_b: str) -> Figure:  # type: ignore[no-untyped-def]
+def compare_layers(comparison, metrics: list[str], model_a: str, model_b: str) -> Figure:
     """Two models' per-layer surface statistics against relative depth."""
     figure, axes = plt.subplots(1, len(metrics), figsize=(3.2 * len(metrics), 3.2), squeeze=False)
     for axis, metric in zip(axes[0], metrics):

@@ -21,7 +21,7 @@ def _cell(value: object, digits: int) -> str:
     return str(value)
 
 
-def render(frame, fmt: TableFormat = "table", digits: int = 3) -> str:  # type: ignore[no-untyped-def]
+def render(frame, fmt: TableFormat = "table", digits: int = 3) -> str:
     if fmt == "csv":
         return frame.to_csv(index=False).rstrip("\n")
     if fmt == "json":

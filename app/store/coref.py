@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Sequence
+from typing import cast
 
 import numpy as np
 from sqlalchemy import select
@@ -11,7 +12,7 @@ from sqlalchemy.orm import Session
 
 from app.store.schema import MentionRow, SegmentRow
 from app.store.write import insert_rows
-from app.types import Mention, Segment
+from app.types import Mention, MentionType, Segment
 
 
 def store_mentions(session: Session, segment_ids: np.ndarray, segments: Sequence[Segment]) -> None:
@@ -90,7 +91,7 @@ def segment_mentions(
                 row.entity,
                 row.head_word,
                 row.head_source,
-                row.mention_type,
+                cast("MentionType | None", row.mention_type),
             )
-        )  # type: ignore[arg-type]
+        )
     return dict(grouped)

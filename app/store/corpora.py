@@ -93,7 +93,7 @@ def store_corpus(session: Session, data: CorpusData) -> StoredCorpus:
     doc_ids = dict(
         session.execute(
             select(DocumentRow.doc_index, DocumentRow.id).where(DocumentRow.corpus_id == corpus.id)
-        ).all()
+        ).tuples().all()
     )
     seg_doc = (
         np.concatenate([np.full(len(d.segments), doc_ids[i]) for i, d in enumerate(data.documents)])
@@ -115,7 +115,7 @@ def store_corpus(session: Session, data: CorpusData) -> StoredCorpus:
     seg_ids = dict(
         session.execute(
             select(SegmentRow.seg_index, SegmentRow.id).where(SegmentRow.corpus_id == corpus.id)
-        ).all()
+        ).tuples().all()
     )
     segment_id = np.array([seg_ids[i] for i in range(len(segments))], dtype=np.int64)
 

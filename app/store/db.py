@@ -121,26 +121,26 @@ def make_engine(url: str, *, read_only: bool = False) -> Engine:
     wait = lock_wait_seconds()
 
     @event.listens_for(engine, "do_connect")
-    def _wait_for_lock(dialect, _record, cargs, cparams):  # type: ignore[no-untyped-def]
+    def _wait_for_lock(dialect, _record, cargs, cparams):
         return connect_waiting(lambda: dialect.connect(*cargs, **cparams), where, wait=wait)
 
     if read_only and engine.dialect.name == "postgresql":
         # One statement per execute: with several, `SET TRANSACTION READ WRITE; ...; COMMIT`
         # would escape the read-only default. A prepared statement holds exactly one.
         @event.listens_for(engine, "do_execute")
-        def _one_statement(cursor, statement, parameters, _context):  # type: ignore[no-untyped-def]
+        def _one_statement(cursor, statement, parameters, _context):
             cursor.execute(statement, parameters, prepare=True)
             return True
 
         @event.listens_for(engine, "do_execute_no_params")
-        def _one_statement_no_params(cursor, statement, _context):  # type: ignore[no-untyped-def]
+        def _one_statement_no_params(cursor, statement, _context):
             cursor.execute(statement, prepare=True)
             return True
 
     if engine.dialect.name == "sqlite":
         # SQLite enforces foreign keys only when asked, per connection.
         @event.listens_for(engine, "connect")
-        def _sqlite_setup(dbapi_connection, _record) -> None:  # type: ignore[no-untyped-def]
+        def _sqlite_setup(dbapi_connection, _record) -> None:
             cursor = dbapi_connection.cursor()
             cursor.execute("PRAGMA foreign_keys=ON")
             if read_only:
@@ -202,7 +202,7 @@ def read_only_connect_args(url: str) -> dict[str, Any]:
     return {}
 
 
-def alembic_config(url: str):  # type: ignore[no-untyped-def]
+def alembic_config(url: str):
     """An Alembic Config for `url` that works from any working directory."""
     from alembic.config import Config
 

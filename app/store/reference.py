@@ -11,14 +11,14 @@ from importlib import resources
 
 from sqlalchemy import Engine, delete, insert
 
-from app.store.schema import PaperCoref, PaperProbe, PaperRelation, RelationMap
+from app.store.schema import Base, PaperCoref, PaperProbe, PaperRelation, RelationMap
 
 DATA_DIR = resources.files("app") / "data"  # package data, checkout or wheel
 
 
-def _rows(model: type, name: str) -> list[dict[str, object]]:
+def _rows(model: type[Base], name: str) -> list[dict[str, object]]:
     """CSV rows with values cast to the model's column types (empty cell -> NULL)."""
-    columns = model.__table__.c  # type: ignore[attr-defined]
+    columns = model.__table__.c
 
     def cast(key: str, value: str) -> object:
         if value == "":
@@ -26,7 +26,7 @@ def _rows(model: type, name: str) -> list[dict[str, object]]:
         python_type = columns[key].type.python_type
         return python_type(value) if python_type in (int, float) else value
 
-    with (DATA_DIR / name).open(newline="", encoding="utf-8") as handle:
+    with (DATA_DIR / name).open(newline="", encoding="utf-8") as handle:  # type: ignore[call-overload]
         return [
             {key: cast(key, value) for key, value in row.items()} for row in csv.DictReader(handle)
         ]

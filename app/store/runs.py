@@ -144,7 +144,7 @@ def clear_results(session: Session, run_id: int) -> None:
 def pack_state(state: dict[str, np.ndarray]) -> bytes:
     """An accumulator's state as .npz bytes: checkpoints and Ray shards store it alike."""
     buffer = io.BytesIO()
-    np.savez(buffer, **state)
+    np.savez(buffer, **state)  # type: ignore[arg-type]  # numpy's stub: allow_pickle vs **kwds
     return buffer.getvalue()
 
 

@@ -15,7 +15,7 @@ import contextlib
 import io
 import itertools
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 from sqlalchemy import Connection, Sequence, column, func, select
@@ -24,10 +24,14 @@ from sqlalchemy.orm import Session
 
 from app.store.schema import Base
 
+if TYPE_CHECKING:
+    import duckdb
+    from sqlalchemy import ColumnElement
+
 _names = itertools.count()
 
 
-def _as_arrow(columns: Mapping[str, np.ndarray]):  # type: ignore[no-untyped-def]
+def _as_arrow(columns: Mapping[str, np.ndarray]):
     import pyarrow as pa
 
     arrays = {}
@@ -94,11 +98,12 @@ def insert_rows(
 
     if connection.dialect.name == "duckdb":
         source_name = f"headlens_rows_{next(_names)}"
-        raw = connection.connection.dbapi_connection
+        # duckdb-engine's wrapper forwards to a DuckDBPyConnection (SQLAlchemy types it generically).
+        raw = cast("duckdb.DuckDBPyConnection", connection.connection.dbapi_connection)
         raw.register(source_name, _as_arrow(columns))
         try:
             source = table_clause(source_name, *(column(name) for name in columns))
-            selected = [source.c[name] for name in columns]
+            selected: list[ColumnElement[Any]] = [source.c[name] for name in columns]
             target = list(columns)
             if sequence is not None:
                 selected.insert(0, func.nextval(sequence.name))
@@ -132,7 +137,7 @@ def _copy_rows(
 ) -> None:
     """PostgreSQL COPY in CSV: unquoted empty fields are NULL, quoted ones empty strings,
     which is exactly how Arrow's CSV writer renders nulls and empty strings."""
-    import pyarrow.csv as arrow_csv  # type: ignore[import-untyped]
+    import pyarrow.csv as arrow_csv
 
     if sequence is not None:
         ids = connection.exec_driver_sql(
