@@ -20,6 +20,7 @@ import torch
 
 from app.analysis.base import Analysis, LayerMaps
 from app.analysis.contrastive import DEFAULT_SCALE, SentenceObjective, contrastive_loss, pool
+from app.config import CONTRASTIVE_PAIRS
 from app.errors import AnalysisUnavailable
 from app.extract.align import EncodedSegment, Skipped
 from app.extract.attention import _feed, collate
@@ -119,8 +120,9 @@ def run_contrastive(
     progress=None,  # type: ignore[no-untyped-def]
 ) -> None:
     """Feed attention and d contrastive loss / d attention, anchors then positives."""
-    for start in range(0, len(pairs), engine.batch_size):
-        group = pairs[start : start + engine.batch_size]
+    size = engine.batch_size or CONTRASTIVE_PAIRS  # a count: the batch is part of the loss
+    for start in range(0, len(pairs), size):
+        group = pairs[start : start + size]
         engine.model.zero_grad(set_to_none=True)
         with torch.enable_grad():
             loss, sides = pair_loss(
