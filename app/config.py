@@ -132,7 +132,7 @@ class ExtractConfig(_Hashable):
     max_tokens: int = PAPER_MAX_TOKENS
     # Padded tokens (rows x longest segment) per forward pass. 2048 is 16 segments of 128
     # tokens, the CPU sweet spot measured in shared/STACK.md §5; it gives 4 segments of 512
-    # tokens (memory stays flat) and fills batches with many short sentences.
+    # tokens (not 16: a fraction of the maps' memory) and fills batches with short sentences.
     batch_tokens: int = 2048
     # A fixed cap on segments per forward pass as well; None: only the token budget counts.
     batch_size: int | None = None

@@ -13,6 +13,7 @@ Usage: python bench/precision.py [--limit N] [--threads 2]
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import tempfile
 import time
@@ -21,7 +22,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-DATA = ROOT / "../shared/data"
+DATA = Path(os.environ.get("HEADLENS_DATA") or ROOT / "../shared/data")
 
 
 def main() -> None:
@@ -39,7 +40,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     with tempfile.TemporaryDirectory() as scratch:
         lab = Lab(db=Path(scratch) / "p.duckdb", data_dir=DATA.resolve(),
-                  mlruns=Path(scratch) / "mlruns", cache_dir=ROOT / "cache")
+                  mlruns=Path(scratch) / "mlruns", cache_dir=Path(scratch) / "cache")
         lab.upgrade()
         lab.ingest_model("minilm")
         lab.ingest_corpus("ud-ewt-dev")

@@ -17,12 +17,16 @@ hits all alike; ratios are medians of per-round ratios (bare seconds / command s
 1.0 means as fast as the bare forward). Setup (schema, model and corpus ingest, the word
 pieces for `bare`) is done once, untimed, in a scratch directory.
 
+`--baseline TREE` adds `base-first` and `base-force`: the same commands run from another checkout
+(e.g. `git worktree add /tmp/before <commit>`), interleaved with this one's, for before/after
+ratios measured under the same load.
+
 `--long` measures 512-token inputs instead: a wiki-segments corpus built with a 512-piece
 budget, `analyze surface syntax --max-tokens 512` batched by the token budget (the default
 `--batch-tokens`) against fixed batches of 16 segments: wall time and peak RSS.
 
 Usage: python bench/whole.py [--corpus wiki-segments|ud-ewt-dev] [--limit 256] [--repeats 3]
-                             [--threads 2] [--long] [--profile FILE]
+                             [--threads 2] [--long] [--baseline TREE] [--profile FILE]
 """
 
 from __future__ import annotations
@@ -123,6 +127,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--long", action="store_true", help="512-token inputs: token budget vs 16 per batch")
+    parser.add_argument("--baseline", type=Path, help="another checkout to compare with (before/after)")
     parser.add_argument("--profile", type=Path, help="also write a cProfile of one `first` run here")
     parser.add_argument("--bare-child", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -155,15 +160,21 @@ def main() -> None:
         for variant, extra in variants.items():
             databases[variant] = scratch / f"{variant}.duckdb"
             commands[variant] = headlens(env, *analyze, *extra)
+        trees = {variant: ROOT for variant in commands}
+        if args.baseline:
+            for variant, extra in list(variants.items()):
+                databases[f"base-{variant}"] = scratch / f"base-{variant}.duckdb"
+                commands[f"base-{variant}"] = headlens(env, *analyze, *extra)
+                trees[f"base-{variant}"] = args.baseline.resolve()
 
         def fresh(variant: str) -> dict[str, str]:
             """`force` redoes runs that exist; every other variant starts from the ingested base."""
             if variant == "bare":
                 return env
             target = databases[variant]
-            if variant != "force" or not target.exists():
+            if not variant.endswith("force") or not target.exists():
                 shutil.copy(scratch / "base.duckdb", target)
-            return {**env, "HEADLENS_DB": str(target)}
+            return {**env, "HEADLENS_DB": str(target), "PYTHONPATH": str(trees[variant])}
 
         for variant, command in commands.items():  # warm-up: page cache, the MLflow store, runs for --force
             measured(command, fresh(variant))

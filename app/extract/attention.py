@@ -1,9 +1,10 @@
 """The attention engine: one batched forward pass feeds every enabled analysis.
 
 Segments are sorted by length (deterministically, so a resumed run sees the same order),
-cut into batches by a budget of padded tokens (`batch_bounds`), padded per batch, and run through the encoder with `output_attentions=True`. Each layer's
-token maps, and word maps when an analysis asks for them, go to every analysis before the
-next layer is touched, so at most one batch of maps is alive at a time.
+cut into batches by a budget of padded tokens (`batch_bounds`), padded per batch, and run
+through the encoder with `output_attentions=True`. Each layer's token maps, and word maps
+when an analysis asks for them, go to every analysis before the next layer is touched, so
+at most one batch of maps is alive at a time.
 """
 
 from __future__ import annotations
@@ -33,7 +34,8 @@ def batch_bounds(
     A batch costs rows x its longest segment in padded tokens; it closes before that would
     pass `max_tokens`, or before it holds more than `max_segments` rows. A budget rather
     than a count keeps each forward pass about the same size: 512-token inputs come a few at
-    a time (memory stays flat), short sentences many at a time (fewer, fuller passes). A
+    a time, short sentences many at a time (fewer, fuller passes). The attention maps still
+    grow as rows x length², so long inputs take more memory per batch than short ones. A
     segment longer than the whole budget goes alone. Neither limit: one batch.
     """
     bounds: list[tuple[int, int]] = []
