@@ -500,7 +500,14 @@ def distribution_options(function: Callable[..., Any]) -> Callable[..., Any]:
     show_default=True,
     help="word-piece budget per segment",
 )
-@click.option("--batch-size", type=COUNT, default=16, show_default=True, help="segments per forward pass")
+@click.option(
+    "--batch-tokens",
+    type=COUNT,
+    default=ExtractConfig.batch_tokens,
+    show_default=True,
+    help="padded word pieces per forward pass (segments x longest): long inputs come few at a time",
+)
+@click.option("--batch-size", type=COUNT, help="at most N segments per forward pass as well")
 @click.option(
     "--dtype",
     type=click.Choice(["float32", "bfloat16"]),
@@ -540,7 +547,8 @@ def analyze(
     model: str,
     corpus: str,
     max_tokens: int,
-    batch_size: int,
+    batch_tokens: int,
+    batch_size: int | None,
     dtype: Dtype,
     limit: int | None,
     on_unaligned: OnUnaligned,
@@ -581,6 +589,7 @@ def analyze(
     """
     config = ExtractConfig(
         max_tokens=max_tokens,
+        batch_tokens=batch_tokens,
         batch_size=batch_size,
         dtype=dtype,
         limit=limit,

@@ -21,6 +21,10 @@ DEFAULT_MODEL = "minilm"
 # The paper caps every input at 128 word pieces, special tokens included (section 3).
 PAPER_MAX_TOKENS = 128
 
+# Paragraph pairs per batch of the contrastive gradients pass when --batch-size is not given:
+# its in-batch negatives make the batch part of the loss, so it stays a fixed count.
+CONTRASTIVE_PAIRS = 16
+
 Dtype = Literal["float32", "bfloat16"]
 Overflow = Literal["skip", "truncate"]
 OnUnaligned = Literal["error", "skip"]
@@ -126,8 +130,12 @@ class ExtractConfig(_Hashable):
     """How the encoder is run over a corpus; identical configs share their runs."""
 
     max_tokens: int = PAPER_MAX_TOKENS
-    # Sequences per forward pass. 16 is the CPU sweet spot measured in shared/STACK.md §5.
-    batch_size: int = 16
+    # Padded tokens (rows x longest segment) per forward pass. 2048 is 16 segments of 128
+    # tokens, the CPU sweet spot measured in shared/STACK.md §5; it gives 4 segments of 512
+    # tokens (not 16: a fraction of the maps' memory) and fills batches with short sentences.
+    batch_tokens: int = 2048
+    # A fixed cap on segments per forward pass as well; None: only the token budget counts.
+    batch_size: int | None = None
     # bfloat16 is ~3.5x faster on AMX CPUs but can flip near-tied argmaxes: keep float32
     # for accuracy tables (shared/STACK.md §5).
     dtype: Dtype = "float32"
@@ -149,7 +157,7 @@ class ExtractConfig(_Hashable):
     def identity(self) -> dict[str, Any]:
         """What defines a run's results: chunking and device do not change them."""
         params = self.as_params()
-        for key in ("chunk_size", "device", "batch_size"):
+        for key in ("chunk_size", "device", "batch_size", "batch_tokens"):
             params.pop(key)
         return params
 

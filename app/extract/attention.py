@@ -1,9 +1,10 @@
 """The attention engine: one batched forward pass feeds every enabled analysis.
 
 Segments are sorted by length (deterministically, so a resumed run sees the same order),
-padded per batch, and run through the encoder with `output_attentions=True`. Each layer's
-token maps, and word maps when an analysis asks for them, go to every analysis before the
-next layer is touched, so at most one batch of maps is alive at a time.
+cut into batches by a budget of padded tokens (`batch_bounds`), padded per batch, and run
+through the encoder with `output_attentions=True`. Each layer's token maps, and word maps
+when an analysis asks for them, go to every analysis before the next layer is touched, so
+at most one batch of maps is alive at a time.
 """
 
 from __future__ import annotations
@@ -36,6 +37,35 @@ OrderedT = TypeVar("OrderedT", bound=_Ordered)
 def length_order(segments: Sequence[OrderedT]) -> list[OrderedT]:
     """Sort by token count, then segment id: similar lengths share a batch (less padding)."""
     return sorted(segments, key=lambda segment: (segment.n_tokens, segment.segment_id))
+
+
+def batch_bounds(
+    lengths: Sequence[int], *, max_segments: int | None = None, max_tokens: int | None = None
+) -> list[tuple[int, int]]:
+    """Cut length-ordered segments into [start, stop) batches.
+
+    A batch costs rows x its longest segment in padded tokens; it closes before that would
+    pass `max_tokens`, or before it holds more than `max_segments` rows. A budget rather
+    than a count keeps each forward pass about the same size: 512-token inputs come a few at
+    a time, short sentences many at a time (fewer, fuller passes). The attention maps still
+    grow as rows x length², so long inputs take more memory per batch than short ones. A
+    segment longer than the whole budget goes alone. Neither limit: one batch.
+    """
+    bounds: list[tuple[int, int]] = []
+    start, longest = 0, 0
+    for index, length in enumerate(lengths):
+        grown = max(longest, length)
+        rows = index - start + 1
+        full = (max_segments is not None and rows > max_segments) or (
+            max_tokens is not None and rows > 1 and rows * grown > max_tokens
+        )
+        if full:
+            bounds.append((start, index))
+            start, grown = index, length
+        longest = grown
+    if start < len(lengths):
+        bounds.append((start, len(lengths)))
+    return bounds
 
 
 def collate(
@@ -115,12 +145,24 @@ def keep_freed_memory() -> None:
 class AttentionEngine:
     """Runs an encoder over encoded segments and feeds the analyses layer by layer."""
 
-    def __init__(self, model, *, pad_id: int, batch_size: int, device: str = "cpu"):
+    def __init__(
+        self,
+        model,
+        *,
+        pad_id: int,
+        batch_size: int | None = None,
+        batch_tokens: int | None = None,
+        device: str = "cpu",
+    ):
+        """`batch_size` caps segments per forward pass, `batch_tokens` padded tokens (both optional)."""
+        if batch_size is None and batch_tokens is None:
+            raise ValueError("give batch_size, batch_tokens or both")
         if device == "cpu":
             keep_freed_memory()
         self.model = model
         self.pad_id = pad_id
         self.batch_size = batch_size
+        self.batch_tokens = batch_tokens
         self.device = device
         # Models without token types (RoBERTa-style: type_vocab_size 1) take none.
         self.use_token_types = getattr(model.config, "type_vocab_size", 0) > 1
@@ -128,10 +170,9 @@ class AttentionEngine:
     def batches(
         self, segments: Sequence[EncodedSegment]
     ) -> Iterator[tuple[AttentionBatch, dict[str, torch.Tensor]]]:
-        for start in range(0, len(segments), self.batch_size):
-            batch, inputs = collate(
-                segments[start : start + self.batch_size], self.pad_id, self.device
-            )
+        lengths = [segment.n_tokens for segment in segments]
+        for start, stop in batch_bounds(lengths, max_segments=self.batch_size, max_tokens=self.batch_tokens):
+            batch, inputs = collate(segments[start:stop], self.pad_id, self.device)
             if not self.use_token_types:
                 inputs.pop("token_type_ids")
             yield batch, inputs

@@ -27,6 +27,7 @@ from app.analysis.contrastive import (
     contrastive_loss,
     pool,
 )
+from app.config import CONTRASTIVE_PAIRS
 from app.errors import AnalysisUnavailable
 from app.extract.align import EncodedSegment, Skipped
 from app.extract.attention import _feed, collate
@@ -168,8 +169,9 @@ def run_contrastive(
 
 def _run_contrastive(engine: Any, pairs: Sequence[ContrastivePair], analyses: Sequence[Analysis], *,
                      objective: SentenceObjective, progress, chunk: int) -> None:
-    for start in range(0, len(pairs), engine.batch_size):
-        group = pairs[start : start + engine.batch_size]
+    size = engine.batch_size or CONTRASTIVE_PAIRS  # a count: the batch is part of the loss
+    for start in range(0, len(pairs), size):
+        group = pairs[start : start + size]
         sides = ([p.anchor for p in group], [p.positive for p in group])
         with torch.no_grad():
             kept = [_embed(engine, segments, objective)[2].requires_grad_() for segments in sides]

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, TypedDict
 
 from sqlalchemy import Engine
 
-from app.config import ExtractConfig, Settings
+from app.config import CONTRASTIVE_PAIRS, ExtractConfig, Settings
 from app.errors import AnalysisUnavailable, AppError, UnknownName
 from app.pipeline.common import check_extract_config, open_db, progress_bar
 from app.pipeline.lifecycle import Lifecycle
@@ -212,7 +212,7 @@ def _run_config(config: ExtractConfig, spec: Any, weighting: str, objective: str
     if spec.cls.needs_gradients and objective != "mlm":
         options["objective"] = objective
         # In-batch negatives: the batch is part of the loss, so of the run's identity.
-        options["pairs_per_batch"] = config.batch_size
+        options["pairs_per_batch"] = config.batch_size or CONTRASTIVE_PAIRS
     return replace(config, options=tuple(sorted(options.items())))
 
 
@@ -354,6 +354,7 @@ def _run_pass(
         loaded.model,
         pad_id=loaded.tokenizer.pad_token_id or 0,
         batch_size=config.batch_size,
+        batch_tokens=config.batch_tokens,
         device=config.device,
     )
     if mode == "gradients:mlm":

@@ -255,6 +255,7 @@ class ShardWorker:
             self.loaded.model,
             pad_id=self.loaded.tokenizer.pad_token_id or 0,
             batch_size=config.batch_size,
+            batch_tokens=config.batch_tokens,
             device=config.device,
         )
         if spec.mode == "gradients":

@@ -37,8 +37,10 @@ def check_extract_config(config: ExtractConfig, encoder) -> None:
 
     (Ranges that do not depend on it are declared on the CLI options, app/cli.py.)
     """
-    if config.batch_size < 1 or config.chunk_size < 1:
+    if (config.batch_size is not None and config.batch_size < 1) or config.chunk_size < 1:
         raise InvalidOption(f"batch size {config.batch_size} must be at least 1")
+    if config.batch_tokens < 1:
+        raise InvalidOption(f"--batch-tokens {config.batch_tokens} must be at least 1")
     if config.limit is not None and config.limit < 1:
         raise InvalidOption(f"--limit {config.limit} must be at least 1")
     if encoder.max_positions and config.max_tokens > encoder.max_positions:

@@ -121,7 +121,8 @@ def extract_features(settings: Settings, model: str, corpus: str, *, hidden_laye
     info = loaded.info
     writer = FeatureWriter(info.n_layers, info.n_heads, hidden_layer=hidden_layer)
     engine = AttentionEngine(loaded.model, pad_id=loaded.tokenizer.pad_token_id or 0,
-                             batch_size=config.batch_size, device=config.device)
+                             batch_size=config.batch_size, batch_tokens=config.batch_tokens,
+                             device=config.device)
     starts = range(0, len(encoded), config.chunk_size)
     done = sum(min(config.chunk_size, len(encoded) - start) for start in starts if shard_path(directory, start).is_file())
     if done:
