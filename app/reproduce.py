@@ -45,7 +45,8 @@ def stage_peak_rss() -> int | None:
     """Bytes of this process's peak resident memory since the last call (Linux; else None).
 
     Reads VmHWM, then resets it (`5` into /proc/self/clear_refs), so that each stage of
-    reproduce reports its own peak, not the largest so far.
+    reproduce reports its own peak, not the largest so far. The reset also resets what
+    getrusage (and so `/usr/bin/time`) reports: reproduce prints the whole run's peak itself.
     """
     try:
         with open("/proc/self/status") as status:
@@ -62,14 +63,16 @@ class _Steps:
         self.settings, self.echo = settings, echo
         self.started = self.stage_started = time.perf_counter()
         self.stage: str | None = None
-        stage_peak_rss()
+        self.peak = stage_peak_rss()
 
     def heading(self, text: str | None) -> None:
         """Close the running stage (its wall time and peak memory), then start `text`."""
         now, peak = time.perf_counter(), stage_peak_rss()
+        if peak is not None:
+            self.peak = max(self.peak or 0, peak)
         if self.stage is not None:
             memory = f", peak RSS {peak / 2**30:.2f} GiB" if peak is not None else ""
-            self.echo(f"[{self.stage}: {now - self.stage_started:.0f} s{memory}]")
+            self.echo(f"-- {self.stage}: {now - self.stage_started:.0f} s{memory}")
         self.stage, self.stage_started = text, now
         if text is not None:
             self.echo(f"\n### {text}  [{now - self.started:.0f} s]")
@@ -226,4 +229,5 @@ def reproduce(settings: Settings, *, quick: bool = False, dtype: Dtype = "float3
         echo(f"report failed: {error}")
     steps.heading(None)
     echo(f"\ndatabase: {settings.db_url}\nMLflow store: {settings.mlflow_uri} (headlens mlflow-ui)")
-    echo(f"total time: {time.perf_counter() - steps.started:.0f} s")
+    peak = f", peak RSS {steps.peak / 2**30:.2f} GiB (the largest stage's)" if steps.peak else ""
+    echo(f"total time: {time.perf_counter() - steps.started:.0f} s{peak}")
