@@ -29,6 +29,9 @@ from app.store.schema import LoadedShard
 
 MANIFEST = "manifest.json"
 STATE = "state.npz"
+# Columns a later migration dropped (0011: head_predictions.weight, read by no query). A shard
+# written before the upgrade still carries them; resuming its run loads the other columns.
+DROPPED_COLUMNS: dict[str, frozenset[str]] = {"head_predictions": frozenset({"weight"})}
 
 
 @dataclass
@@ -170,7 +173,11 @@ def load_shard(session: Session, folder: Path) -> ShardManifest:
     manifest = read_manifest(folder)
     if manifest is None:
         raise AppError(f"shard {folder} is incomplete (no {MANIFEST}); rerun to recompute it")
-    tables = {name: _columns(folder / f"{name}.parquet") for name in manifest.rows}
+    tables = {
+        name: {column: values for column, values in _columns(folder / f"{name}.parquet").items()
+               if column not in DROPPED_COLUMNS.get(name, frozenset())}
+        for name in manifest.rows
+    }
     for name, columns in tables.items():
         found = len(next(iter(columns.values()))) if columns else 0
         if found != manifest.rows[name]:
