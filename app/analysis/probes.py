@@ -353,16 +353,22 @@ def train_probe(
         module = _build(config, template).to(device)
     map_index = _map_index_of(module)
     with contextlib.ExitStack() as stack:
-        folder = None if spill is None else Path(stack.enter_context(tempfile.TemporaryDirectory(dir=spill)))
-        sets = []
-        for name, examples, maps, release in (("train", train, train_maps, release_train), ("dev", dev, dev_maps, False)):
-            where = None if folder is None else folder / name
-            if where is not None:
-                where.mkdir()
-            # Padded once, per sentence length: an epoch is tensor gathers, not per-sentence Python.
-            sets.append(CollatedSet(examples, config.kind, map_index, device, release=release, maps=maps, spill=where))
-            stack.callback(sets[-1].close)
-        return _train(config, module, sets[0], dev, sets[1], on_epoch)
+        # Padded once, per sentence length: an epoch is tensor gathers, not per-sentence Python.
+        train_set = _collated_set(stack, train, config.kind, map_index, device, train_maps, spill, release_train)
+        dev_set = _collated_set(stack, dev, config.kind, map_index, device, dev_maps, spill)
+        return _train(config, module, train_set, dev, dev_set, on_epoch)
+
+
+def _collated_set(stack: contextlib.ExitStack, examples: Sequence[ProbeExample], kind: str,
+                  map_index: np.ndarray | None, device: torch.device,
+                  maps: Iterable[tuple[int, np.ndarray]] | None, spill: Path | None,
+                  release: bool = False) -> CollatedSet:
+    """A CollatedSet whose spill files (in a folder of their own under `spill`) live, and are
+    closed and removed, with `stack`."""
+    folder = None if spill is None else Path(stack.enter_context(tempfile.TemporaryDirectory(dir=spill)))
+    collated = CollatedSet(examples, kind, map_index, device, release=release, maps=maps, spill=folder)
+    stack.callback(collated.close)
+    return collated
 
 
 def _peek(items: Iterable[tuple[int, np.ndarray]]) -> tuple[tuple[int, np.ndarray], Iterator[tuple[int, np.ndarray]]]:
@@ -426,9 +432,7 @@ def evaluate(probe: TrainedProbe, examples: Sequence[ProbeExample], *,
     if maps is not None or spill is not None:
         _check(probe.config, examples, None)
         with contextlib.ExitStack() as stack:
-            folder = None if spill is None else Path(stack.enter_context(tempfile.TemporaryDirectory(dir=spill)))
-            collated = CollatedSet(examples, probe.config.kind, map_index, _device(probe.module), maps=maps, spill=folder)
-            stack.callback(collated.close)
+            collated = _collated_set(stack, examples, probe.config.kind, map_index, _device(probe.module), maps, spill)
             return _score(probe.module, probe.config, examples, collated)
     if map_index is not None and examples:
         n_maps = examples[0].maps.shape[0]
