@@ -821,6 +821,11 @@ def claims(context: click.Context, model: str, annotation: str, min_arcs: int) -
 @click.option(
     "--vectors", type=click.Path(), help="a GloVe text file instead of the packaged GloVe 6B 50-d"
 )
+@click.option(
+    "--each-layer",
+    is_flag=True,
+    help="attention probes: also one probe per layer (--layer picks which), trained side by side",
+)
 @click.option("--force", is_flag=True, help="train again even if this exact probe has run")
 @distribution_options
 @click.pass_context
@@ -841,6 +846,7 @@ def probe(
     batch_size: int,
     seed: int,
     vectors: str | None,
+    each_layer: bool,
     force: bool,
     workers: int | None,
     threads: int | None,
@@ -859,9 +865,12 @@ def probe(
       headlens probe attn_glove --model minilm
       headlens probe attn_glove --model minilm-random          # the random-init control
       headlens probe attn_glove --model minilm --layer 2       # one layer at a time
+      headlens probe attn_glove --model minilm --each-layer    # all layers, then each alone
       headlens probe right_branching
       headlens probe attn_glove --model minilm --sweep lr=1e-3,2e-3 --sweep layer=0,1
     """
+    from dataclasses import replace
+
     from app.options import ProbeOptions
 
     options = ProbeOptions(
@@ -892,6 +901,17 @@ def probe(
             f"test {best.test_score:.1f} on {best.n_test_words} words (probe run {best.probe_run_id}); "
             f"MLflow parent run {swept.mlflow_run_id}"
         )
+        return
+    if each_layer:
+        if sweeps or kind not in ("attn", "attn_glove") or model is None:
+            raise click.UsageError("--each-layer trains attn or attn_glove probes of one --model, without --sweep")
+        results = lab_of(context).probe_layers(
+            kind, model=model, layers=tuple(layers) or None, options=replace(options, layers=None), force=force,
+            say=lambda message: click.echo(message, err=True),
+        )
+        for result, layer in zip(results, ["all", *(layers or range(len(results) - 1))]):
+            click.echo(f"probe {kind} ({model}, layers {layer}): test {result.metric} {result.test_score:.1f}, "
+                       f"dev {result.dev_score:.1f} ({result.state}; probe run {result.probe_run_id})")
         return
     result = lab_of(context).probe(
         kind,

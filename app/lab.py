@@ -30,7 +30,7 @@ True
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -261,6 +261,40 @@ class Lab:
             force=force,
             say=say,
             distribute=distribute,
+        )
+
+    def probe_layers(
+        self,
+        kind: str = "attn_glove",
+        *,
+        model: str,
+        layers: Sequence[int] | None = None,
+        options: ProbeOptions = ProbeOptions(),  # noqa: B008 - frozen, so a safe default
+        force: bool = False,
+        say: Say = _quiet,
+    ) -> list[ProbeResult]:
+        """One attention probe per layer (default: every layer) plus the all-layer probe,
+        trained side by side: the maps are read once for all of them. Each result is the
+        probe run `probe(kind, options=replace(options, layers=(layer,)))` would make, and
+        runs already done are reused; the all-layer probe comes first.
+
+        >>> splits = ProbeOptions(train="sentences", dev="sentences", test="sentences", max_epochs=1)
+        >>> [r.kind for r in lab.probe_layers(model="tiny", layers=[1], options=splits)]
+        ['attn_glove', 'attn_glove']
+        """
+        from app.pipeline.common import open_db
+        from app.pipeline.probe import probe_group
+        from app.store.db import session_scope
+        from app.store.encoders import find_encoder
+
+        if layers is None:
+            with session_scope(open_db(self.settings)) as session:
+                layers = range(find_encoder(session, model).n_layers)
+        specs = [(kind, None), *((kind, (int(layer),)) for layer in layers)]
+        return probe_group(
+            self.settings, specs, model=model, train=options.train, dev=options.dev, test=options.test,
+            annotation=options.annotation, options=options.training(), vectors_path=options.vectors,
+            force=force, say=say,
         )
 
     def sweep(

@@ -115,7 +115,7 @@ class _Splits(TypedDict):
 
 
 def reproduce(settings: Settings, *, quick: bool = False, dtype: Dtype = "float32", echo: Echo = print) -> None:
-    from app.pipeline.probe import probe
+    from app.pipeline.probe import probe, probe_group
     from app.pipeline.report import build_report
 
     plan = Plan.quick() if quick else Plan()
@@ -182,18 +182,27 @@ def reproduce(settings: Settings, *, quick: bool = False, dtype: Dtype = "float3
         pipeline.ingest_corpus(settings, corpus)
     splits: _Splits = {"train": plan.probe_train, "dev": "ud-ewt-dev", "test": "ud-ewt-test"}
     options = {"max_epochs": plan.probe_epochs}
-    runs: list[tuple[str, str | None, tuple[int, ...] | None]] = [("right_branching", None, None), ("distance_glove", None, None), ("attn", model, None),
-            ("attn_glove", model, None), ("attn_glove", random_model, None), ("structural", model, None)]
-    if plan.per_layer_probes:
-        runs += [("attn_glove", model, (layer,)) for layer in range(minilm.details["layers"])]
+    runs: list[tuple[str, str | None, tuple[int, ...] | None]] = [
+        ("right_branching", None, None), ("distance_glove", None, None), ("attn_glove", random_model, None),
+        ("structural", model, None)]
     for kind, encoder, layers in runs:
         # The structural probe trains until its dev UUAS stops improving (STRUCTURAL_MAX_EPOCHS
         # caps it); --quick keeps every probe at its one epoch.
         kind_options = {} if kind == "structural" and not quick else options
         started = time.perf_counter()
         result = probe(settings, kind, model=encoder, layers=layers, options=kind_options, say=echo, **splits)
-        echo(f"{kind} ({encoder or 'no encoder'}{f', layer {layers[0]}' if layers else ''}): test "
-             f"{result.metric} {result.test_score:.1f} ({result.state}, {time.perf_counter() - started:.0f} s)")
+        echo(f"{kind} ({encoder or 'no encoder'}): test {result.metric} {result.test_score:.1f} "
+             f"({result.state}, {time.perf_counter() - started:.0f} s)")
+    # MiniLM's attention probes read the same maps: trained side by side, each batch read once.
+    group: list[tuple[str, tuple[int, ...] | None]] = [("attn", None), ("attn_glove", None)]
+    if plan.per_layer_probes:
+        group += [("attn_glove", (layer,)) for layer in range(minilm.details["layers"])]
+    started = time.perf_counter()
+    results = probe_group(settings, group, model=model, options=options, say=echo, **splits)
+    for (kind, layers), result in zip(group, results):
+        echo(f"{kind} ({model}{f', layer {layers[0]}' if layers else ''}): test {result.metric} "
+             f"{result.test_score:.1f} ({result.state})")
+    echo(f"{len(group)} attention probes of {model} side by side: {time.perf_counter() - started:.0f} s")
     steps.table("Table 3: dependency parsing probes (test = ud-ewt-test)", "table3_probes",
                 params={"model": model, "random_model": random_model, "test_corpus": "ud-ewt-test"})
 

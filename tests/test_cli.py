@@ -115,3 +115,20 @@ def test_datasets_list_shows_what_is_verified_locally(settings) -> None:  # type
     assert "ud-ewt-dev" in output and "ontogum-dev" in output and "gap-test" in output
     if SHARED_DATA.is_dir():
         assert all(" ok " in line for line in output.splitlines() if line.startswith(("ud-", "ontogum", "litbank", "gap")))
+
+
+def test_each_layer_trains_every_layer_probe_as_its_own_run(settings, tiny_bert: Path) -> None:  # type: ignore[no-untyped-def]
+    from tests.conftest import FIXTURES
+
+    run(settings, "ingest", "model", "tiny", "--path", str(tiny_bert))
+    run(settings, "ingest", "corpus", "toy", "--format", "conllu", "--path", str(FIXTURES / "toy.conllu"))
+    splits = ["--model", "tiny", "--train", "toy", "--dev", "toy", "--test", "toy", "--epochs", "1"]
+    result = run(settings, "probe", "attn", *splits, "--each-layer")
+    lines = [line for line in result.output.splitlines() if line.startswith("probe attn")]
+    assert result.exit_code == 0
+    assert [line.split("(tiny, ")[1].split(")")[0] for line in lines] == ["layers all", "layers 0", "layers 1"]
+    # The layer-1 probe is the run `--layer 1` names: already done.
+    alone = run(settings, "probe", "attn", *splits, "--layer", "1")
+    assert "already done" in alone.output and lines[2].split("test uas ")[1].split(",")[0] in alone.output
+    refused = run(settings, "probe", "structural", *splits, "--each-layer")
+    assert refused.exit_code != 0 and "--each-layer trains attn or attn_glove" in refused.output

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -11,7 +13,7 @@ from mlflow.tracking import MlflowClient
 from app import pipeline
 from app.config import ExtractConfig
 from app.extract.cache import read_shards
-from app.pipeline.probe import extract_features, probe
+from app.pipeline.probe import extract_features, probe, probe_group
 from tests.conftest import FIXTURES
 
 SPLITS = {"train": "toy", "dev": "toy", "test": "toy"}
@@ -61,6 +63,36 @@ def test_table3_rows_for_baselines_and_probes(ready) -> None:  # type: ignore[no
     # s3 Dogs->bark right, bark is last -> ROOT right                    -> 2 of 2.
     assert table.loc["right_branching", "test"] == pytest.approx(100 * 5 / 8)
     assert table.loc["right_branching", "paper"] == 26
+
+
+def test_a_probe_group_records_each_probe_as_if_trained_alone(ready, tiny_bert, _migrated_template, tmp_path_factory) -> None:  # type: ignore[no-untyped-def]
+    group = [("attn", None), ("attn_glove", (1,)), ("attn_glove", None)]
+    together = probe_group(ready, group, model="tiny", options=QUICK, **SPLITS)
+    assert [result.state for result in together] == ["new"] * 3
+    client = MlflowClient(tracking_uri=ready.mlflow_uri)
+    for (kind, _), result in zip(group, together):
+        run = client.get_run(result.mlflow_run_id)
+        assert run.data.tags["headlens.probe_run_id"] == str(result.probe_run_id)
+        assert run.data.params["kind"] == kind and run.info.status == "FINISHED"
+        assert run.data.metrics["test_uas"] == pytest.approx(result.test_score)
+        history = client.get_metric_history(result.mlflow_run_id, "dev_uas")
+        assert len(history) == len({m.step for m in history}) >= 1
+    # The attention-only probe reads no GloVe: its gaps are not its exclusions.
+    assert not any("GloVe" in reason for reason in together[0].excluded)
+    # Alone, in another project over the same data: the same scores.
+    folder = tmp_path_factory.mktemp("alone")
+    shutil.copy(_migrated_template, folder / "headlens.duckdb")
+    alone = replace(ready, db_url=f"duckdb:///{folder / 'headlens.duckdb'}", mlruns_dir=folder / "mlruns",
+                    cache_dir=folder / "cache")
+    pipeline.ingest_model(alone, "tiny", str(tiny_bert))
+    pipeline.ingest_corpus(alone, "toy", fmt="conllu", path=str(FIXTURES / "toy.conllu"))
+    for (kind, layers), result in zip(group, together):
+        single = probe(alone, kind, model="tiny", layers=layers, options=QUICK, **SPLITS)
+        assert (single.dev_score, single.test_score, single.best_epoch) == (
+            result.dev_score, result.test_score, result.best_epoch)
+        # And a group over probes already done trains nothing.
+        assert probe(ready, kind, model="tiny", layers=layers, options=QUICK, **SPLITS).state == "done"
+    assert [r.state for r in probe_group(ready, group, model="tiny", options=QUICK, **SPLITS)] == ["done"] * 3
 
 
 def test_feature_cache_resumes_and_matches_a_clean_extraction(ready, monkeypatch) -> None:  # type: ignore[no-untyped-def]

@@ -175,9 +175,25 @@ class SpilledRows:
         out = np.empty((len(rows), *self.row_shape), dtype=np.float16)
         flat = out.reshape(len(rows), -1).view(np.uint8)
         for position, row in enumerate(rows.tolist()):
-            if os.preadv(self._fd, [flat[position]], row * self.row_bytes) != self.row_bytes:
-                raise OSError(f"{self.path}: row {row} is short")
+            self._read(row, flat[position])
         return torch.from_numpy(out)
+
+    def select_maps(self, rows: torch.Tensor, maps: torch.Tensor) -> torch.Tensor:
+        """The rows with only some maps (axis 2 of a [row, i, map, j] bucket), read one row at
+        a time: memory holds the selected maps, not the whole rows."""
+        assert self._fd is not None
+        out = np.empty((len(rows), self.row_shape[0], len(maps), *self.row_shape[2:]), dtype=np.float16)
+        buffer = np.empty(self.row_shape, dtype=np.float16)
+        chosen = maps.numpy()
+        for position, row in enumerate(rows.tolist()):
+            self._read(row, buffer.reshape(-1).view(np.uint8))
+            out[position] = buffer[:, chosen]
+        return torch.from_numpy(out)
+
+    def _read(self, row: int, into: Any) -> None:  # a uint8 view of a row (numpy's stub is no Buffer)
+        assert self._fd is not None
+        if os.preadv(self._fd, [into], row * self.row_bytes) != self.row_bytes:
+            raise OSError(f"{self.path}: row {row} is short")
 
     def close(self) -> None:
         if self._fd is not None:
@@ -221,6 +237,7 @@ class CollatedSet:
             spill: a directory for the buckets' word maps (attention probes).
         """
         self.kind, self.device = kind, device
+        self.map_index = None if map_index is None else np.asarray(map_index)  # the maps collated
         self.lengths = np.array([example.n_words for example in examples])
         self.bucket_of = np.full(len(examples), -1, dtype=np.int64)  # example -> its row in its bucket
         rows: dict[int, dict[str, list[torch.Tensor]]] = {}
@@ -279,8 +296,9 @@ class CollatedSet:
                 if isinstance(value, SpilledRows):
                     value.close()
 
-    def batch(self, indices: np.ndarray) -> ProbeBatch:
-        """The padded ProbeBatch of `indices`, in their order."""
+    def batch(self, indices: np.ndarray, maps: torch.Tensor | None = None) -> ProbeBatch:
+        """The padded ProbeBatch of `indices`, in their order; with `maps` (positions among
+        the collated maps), only those maps, selected before anything is widened."""
         indices = np.asarray(indices)
         lengths = self.lengths[indices]
         width = int(lengths.max())
@@ -291,7 +309,7 @@ class CollatedSet:
             order.append(chosen)
             rows = torch.from_numpy(self.bucket_of[indices[chosen]]).to(self.device)
             for name, value in self.buckets[length].items():
-                parts.setdefault(name, []).append(_pad_to(value.index_select(0, rows), name, width))
+                parts.setdefault(name, []).append(_pad_to(_gather(value, name, rows, maps), name, width))
         position = np.argsort(np.concatenate(order), kind="stable")
         in_order = bool(np.all(position == np.arange(len(position))))
         tensors = {}
@@ -310,6 +328,19 @@ class CollatedSet:
         n_words = torch.from_numpy(lengths).to(self.device)
         valid = torch.arange(width, device=self.device)[None, :] < n_words[:, None]
         return ProbeBatch(n_words=n_words, valid=valid, **tensors)
+
+
+# The map axis of each attention field of a bucket ([row, ...]), for CollatedSet.batch(maps=).
+_MAP_AXIS = {"by_query": 2, "by_key": 2, "to_special": 1, "from_special": 1}
+
+
+def _gather(value: Any, name: str, rows: torch.Tensor, maps: torch.Tensor | None) -> torch.Tensor:
+    """A bucket field's rows, with only `maps` of its attention fields."""
+    if maps is None or name not in _MAP_AXIS:
+        return value.index_select(0, rows)
+    if isinstance(value, SpilledRows):
+        return value.select_maps(rows, maps)
+    return value.index_select(0, rows).index_select(_MAP_AXIS[name], maps)
 
 
 def both_layouts(by_query: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -266,28 +266,37 @@ def _score(
     examples: Sequence[ProbeExample],
     collated: CollatedSet | None = None,
 ) -> tuple[float, int]:
-    module.eval()
-    device, map_index = _device(module), _map_index_of(module)
     if collated is None:
-        collated = CollatedSet(examples, config.kind, map_index, device)
-    correct = total = 0
-    for indices in (part for whole in batches(collated.lengths, config.batch_size, None)
-                    for part in _parts(config, whole, collated.lengths, map_index)):
-        batch = collated.batch(indices)
-        output = module(batch)
-        if config.kind == "structural":
-            for b, index in enumerate(indices.tolist()):
-                example = examples[index]
-                n = example.n_words
-                hits, gold = uuas_counts(
-                    output[b, :n, :n].cpu().numpy(), example.heads, example.relations
-                )
-                correct, total = correct + hits, total + gold
-        else:
-            hit = (output.argmax(-1) == batch.target) & batch.scored
-            correct += int(hit.sum())
-            total += int(batch.scored.sum())
-    return (100.0 * correct / total if total else float("nan")), total
+        collated = CollatedSet(examples, config.kind, _map_index_of(module), _device(module))
+    return _score_many([_Member(config, module, collated)], examples, collated)[0]
+
+
+@torch.no_grad()
+def _score_many(members: Sequence[_Member], examples: Sequence[ProbeExample],
+                collated: CollatedSet) -> list[tuple[float, int]]:
+    """Each member's (score, count) on `collated`; a batch is read once for all of them."""
+    counts = [[0, 0] for _ in members]
+    for member in members:
+        member.module.eval()
+    for whole in batches(collated.lengths, members[0].config.batch_size, None):
+        read = _BatchReader(collated)
+        for member, count in zip(members, counts):
+            for indices in member.parts(whole, collated.lengths):
+                batch = read(indices, member)
+                output = member.module(batch)
+                if member.config.kind == "structural":
+                    for b, index in enumerate(indices.tolist()):
+                        example = examples[index]
+                        n = example.n_words
+                        hits, gold = uuas_counts(
+                            output[b, :n, :n].cpu().numpy(), example.heads, example.relations
+                        )
+                        count[0], count[1] = count[0] + hits, count[1] + gold
+                else:
+                    hit = (output.argmax(-1) == batch.target) & batch.scored
+                    count[0] += int(hit.sum())
+                    count[1] += int(batch.scored.sum())
+    return [((100.0 * correct / total if total else float("nan")), total) for correct, total in counts]
 
 
 # A batch's widest tensor (float32 elements: sentences x width^2 x channels) above which it
@@ -337,26 +346,125 @@ def train_probe(
         spill: a directory for the collated maps, read back batch by batch, so that memory
             does not grow with the data (removed when training ends).
     """
+    report = None if on_epoch is None else (lambda _position, log: on_epoch(log))
+    return train_probes([config], train, dev, on_epoch=report, device=device, release_train=release_train,
+                        train_maps=train_maps, dev_maps=dev_maps, spill=spill)[0]
+
+
+def train_probes(
+    configs: Sequence[ProbeConfig],
+    train: Sequence[ProbeExample],
+    dev: Sequence[ProbeExample],
+    *,
+    on_epoch: Callable[[int, EpochLog], None] | None = None,
+    device: str | torch.device = "cpu",
+    release_train: bool = False,
+    train_maps: Iterable[tuple[int, np.ndarray]] | None = None,
+    dev_maps: Iterable[tuple[int, np.ndarray]] | None = None,
+    spill: Path | None = None,
+) -> list[TrainedProbe]:
+    """Several probes over the same sentences, trained side by side: each one exactly as
+    `train_probe` would train it alone, but the data are collated once and every batch is
+    read once for all of them.
+
+    What makes that exact: probes with the same seed and batch size draw the same batches,
+    and a probe that reads some of the maps (`layers`) gets the batch's rows of those maps,
+    the values it would have collated itself. Each probe keeps its own Adam state, early
+    stopping and best weights. `on_epoch(position, log)` names the probe by its position in
+    `configs`. Other arguments as in `train_probe`.
+    """
+    if not configs:
+        raise ValueError("train_probes needs at least one probe")
     if not train or not dev:
         raise ValueError("train_probe needs at least one train and one dev sentence")
-    if config.kind in ATTENTION_KINDS and dev_maps is not None:
+    kind = _shared_kind(configs)
+    if len({(config.seed, config.batch_size) for config in configs}) > 1:
+        raise ValueError("probes trained together need the same seed and batch size (the same batches)")
+    if kind in ATTENTION_KINDS and dev_maps is not None:
         first, dev_maps = _peek(dev_maps)
         template = replace(dev[first[0]], maps=first[1])
     else:
         template = dev[0]
-    n_maps = template.maps.shape[0] if config.kind in ATTENTION_KINDS else None
-    _check(config, train, None if train_maps is not None else n_maps)
-    _check(config, dev, None if dev_maps is not None else n_maps)
+    n_maps = template.maps.shape[0] if kind in ATTENTION_KINDS else None
+    for config in configs:
+        _check(config, train, None if train_maps is not None else n_maps)
+        _check(config, dev, None if dev_maps is not None else n_maps)
     device = torch.device(device)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(config.seed)
-        module = _build(config, template).to(device)
-    map_index = _map_index_of(module)
+    modules = []
+    for config in configs:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(config.seed)
+            modules.append(_build(config, template).to(device))
+    map_index = _union_map_index(modules)
     with contextlib.ExitStack() as stack:
         # Padded once, per sentence length: an epoch is tensor gathers, not per-sentence Python.
-        train_set = _collated_set(stack, train, config.kind, map_index, device, train_maps, spill, release_train)
-        dev_set = _collated_set(stack, dev, config.kind, map_index, device, dev_maps, spill)
-        return _train(config, module, train_set, dev, dev_set, on_epoch)
+        train_set = _collated_set(stack, train, kind, map_index, device, train_maps, spill, release_train)
+        dev_set = _collated_set(stack, dev, kind, map_index, device, dev_maps, spill)
+        members = [_Member(config, module, train_set) for config, module in zip(configs, modules)]
+        return _train(members, train_set, dev, dev_set, on_epoch)
+
+
+def _shared_kind(configs: Sequence[ProbeConfig]) -> str:
+    """The kind whose collated data serve every probe: one kind, or attention probes (with
+    GloVe vectors when any of them reads them)."""
+    kinds = {config.kind for config in configs}
+    if len(kinds) == 1:
+        return kinds.pop()
+    if kinds <= set(ATTENTION_KINDS):
+        return "attn_glove"
+    raise ValueError(f"probes of kinds {sorted(kinds)} read different inputs: train them apart")
+
+
+def _union_map_index(modules: Sequence[nn.Module]) -> np.ndarray | None:
+    """Every map any of the modules reads, sorted (None: no attention probe)."""
+    indices = [index for index in map(_map_index_of, modules) if index is not None]
+    return np.unique(np.concatenate(indices)) if indices else None
+
+
+class _Member:
+    """One probe of a group that shares a collated set: its module and where its maps sit
+    among the set's maps."""
+
+    def __init__(self, config: ProbeConfig, module: nn.Module, collated: CollatedSet):
+        self.config, self.module = config, module
+        self.map_index = _map_index_of(module)
+        self.positions: torch.Tensor | None = None
+        if self.map_index is not None and collated.map_index is not None and not np.array_equal(
+            self.map_index, collated.map_index
+        ):
+            positions = np.searchsorted(collated.map_index, self.map_index)
+            self.positions = torch.from_numpy(positions).to(_device(module))
+
+    def parts(self, indices: np.ndarray, lengths: np.ndarray) -> list[np.ndarray]:
+        return _parts(self.config, indices, lengths, self.map_index)
+
+
+class _BatchReader:
+    """The batches of one step for every member: each distinct part is read once, and a
+    member that reads some of the maps takes them from a part already read with all maps,
+    or reads only its maps (its parts can be larger: they are sized for fewer maps)."""
+
+    def __init__(self, collated: CollatedSet):
+        self.collated = collated
+        self.read: dict[tuple[bytes, bool], ProbeBatch] = {}
+
+    def __call__(self, indices: np.ndarray, member: _Member) -> ProbeBatch:
+        key = np.asarray(indices).tobytes()
+        positions = member.positions
+        if positions is None or (key, False) in self.read:
+            if (key, False) not in self.read:
+                self.read[key, False] = self.collated.batch(indices)
+            return _view(self.read[key, False], positions)
+        return self.collated.batch(indices, maps=positions)  # used by this member only
+
+
+def _view(batch: ProbeBatch, positions: torch.Tensor | None) -> ProbeBatch:
+    """The batch with only the maps at `positions` (the same batch for None)."""
+    if positions is None:
+        return batch
+    chosen = {name: getattr(batch, name).index_select(axis, positions)
+              for name, axis in (("by_query", 2), ("by_key", 2), ("to_special", 1), ("from_special", 1))}
+    return replace(batch, **chosen)
 
 
 def _collated_set(stack: contextlib.ExitStack, examples: Sequence[ProbeExample], kind: str,
@@ -380,45 +488,74 @@ def _peek(items: Iterable[tuple[int, np.ndarray]]) -> tuple[tuple[int, np.ndarra
     return first, itertools.chain([first], iterator)
 
 
-def _train(config: ProbeConfig, module: nn.Module, train_set: CollatedSet, dev: Sequence[ProbeExample],
-           dev_set: CollatedSet, on_epoch: Callable[[EpochLog], None] | None) -> TrainedProbe:
-    map_index = _map_index_of(module)
-    generator = torch.Generator().manual_seed(config.seed)
-    optimizer = torch.optim.Adam(module.parameters(), lr=config.lr)
-    history: list[EpochLog] = []
-    best_score, best_epoch, best_state, stale = -math.inf, 0, None, 0
-    for epoch in range(1, config.max_epochs + 1):
-        module.train()
-        loss_sum = 0.0
-        for indices in batches(train_set.lengths, config.batch_size, generator):
-            optimizer.zero_grad()
-            for part in _parts(config, indices, train_set.lengths, map_index):
-                # Each part's mean loss, weighted to its share: the parts' gradients sum to
-                # the whole batch's (one part: the weight is exactly 1).
-                loss = _loss(module, train_set.batch(part), config.kind) * (len(part) / len(indices))
-                loss.backward()
-                loss_sum += loss.item() * len(indices)
-            optimizer.step()
-        dev_score, _ = _score(module, config, dev, dev_set)
-        log = EpochLog(epoch, loss_sum / len(train_set.lengths), dev_score)
-        history.append(log)
-        if on_epoch is not None:
-            on_epoch(log)
-        if dev_score > best_score:  # NaN (nothing scored) never counts as better
-            best_score, best_epoch, stale = dev_score, epoch, 0
-            best_state = {
-                name: value.detach().clone() for name, value in module.state_dict().items()
-            }
+@dataclass
+class _Progress:
+    """A member's training state: optimizer, history, early stopping."""
+
+    member: _Member
+    optimizer: torch.optim.Optimizer
+    history: list[EpochLog] = field(default_factory=list)
+    best_score: float = -math.inf
+    best_epoch: int = 0
+    best_state: dict[str, torch.Tensor] | None = None
+    stale: int = 0
+    stopped: bool = False
+    loss_sum: float = 0.0
+
+    def end_epoch(self, epoch: int, n_sentences: int, dev_score: float) -> EpochLog:
+        config, module = self.member.config, self.member.module
+        log = EpochLog(epoch, self.loss_sum / n_sentences, dev_score)
+        self.history.append(log)
+        if dev_score > self.best_score:  # NaN (nothing scored) never counts as better
+            self.best_score, self.best_epoch, self.stale = dev_score, epoch, 0
+            self.best_state = {name: value.detach().clone() for name, value in module.state_dict().items()}
         else:
-            stale += 1
-            if stale >= config.patience:
-                break
-    if best_state is not None:
-        module.load_state_dict(best_state)
-    else:
-        best_epoch = history[-1].epoch
-    module.eval()
-    return TrainedProbe(config, module, history, best_epoch)
+            self.stale += 1
+            self.stopped = self.stale >= config.patience
+        self.stopped = self.stopped or epoch >= config.max_epochs
+        return log
+
+    def result(self) -> TrainedProbe:
+        config, module = self.member.config, self.member.module
+        best_epoch = self.best_epoch
+        if self.best_state is not None:
+            module.load_state_dict(self.best_state)
+        else:
+            best_epoch = self.history[-1].epoch
+        return TrainedProbe(config, module.eval(), self.history, best_epoch)
+
+
+def _train(members: Sequence[_Member], train_set: CollatedSet, dev: Sequence[ProbeExample],
+           dev_set: CollatedSet, on_epoch: Callable[[int, EpochLog], None] | None) -> list[TrainedProbe]:
+    first = members[0].config
+    generator = torch.Generator().manual_seed(first.seed)
+    progress = [_Progress(member, torch.optim.Adam(member.module.parameters(), lr=member.config.lr))
+                for member in members]
+    for epoch in range(1, max(member.config.max_epochs for member in members) + 1):
+        active = [state for state in progress if not state.stopped]
+        if not active:
+            break
+        for state in active:
+            state.member.module.train()
+            state.loss_sum = 0.0
+        for indices in batches(train_set.lengths, first.batch_size, generator):
+            read = _BatchReader(train_set)
+            for state in active:
+                member = state.member
+                state.optimizer.zero_grad()
+                for part in member.parts(indices, train_set.lengths):
+                    # Each part's mean loss, weighted to its share: the parts' gradients sum to
+                    # the whole batch's (one part: the weight is exactly 1).
+                    loss = _loss(member.module, read(part, member), member.config.kind) * (len(part) / len(indices))
+                    loss.backward()
+                    state.loss_sum += loss.item() * len(indices)
+                state.optimizer.step()
+        scores = _score_many([state.member for state in active], dev, dev_set)
+        for state, (dev_score, _) in zip(active, scores):
+            log = state.end_epoch(epoch, len(train_set.lengths), dev_score)
+            if on_epoch is not None:
+                on_epoch(progress.index(state), log)
+    return [state.result() for state in progress]
 
 
 def evaluate(probe: TrainedProbe, examples: Sequence[ProbeExample], *,
@@ -430,10 +567,7 @@ def evaluate(probe: TrainedProbe, examples: Sequence[ProbeExample], *,
     """
     map_index = _map_index_of(probe.module)
     if maps is not None or spill is not None:
-        _check(probe.config, examples, None)
-        with contextlib.ExitStack() as stack:
-            collated = _collated_set(stack, examples, probe.config.kind, map_index, _device(probe.module), maps, spill)
-            return _score(probe.module, probe.config, examples, collated)
+        return evaluate_probes([probe], examples, maps=maps, spill=spill)[0]
     if map_index is not None and examples:
         n_maps = examples[0].maps.shape[0]
         if map_index.max() >= n_maps:
@@ -442,6 +576,22 @@ def evaluate(probe: TrainedProbe, examples: Sequence[ProbeExample], *,
     else:
         _check(probe.config, examples, None)
     return _score(probe.module, probe.config, examples)
+
+
+def evaluate_probes(trained: Sequence[TrainedProbe], examples: Sequence[ProbeExample], *,
+                    maps: Iterable[tuple[int, np.ndarray]] | None = None,
+                    spill: Path | None = None) -> list[tuple[float, int]]:
+    """`evaluate` of several probes over the same sentences (as trained by `train_probes`):
+    collated once, each batch read once."""
+    configs = [probe.config for probe in trained]
+    kind = _shared_kind(configs)
+    for config in configs:
+        _check(config, examples, None)
+    modules = [probe.module for probe in trained]
+    with contextlib.ExitStack() as stack:
+        collated = _collated_set(stack, examples, kind, _union_map_index(modules), _device(modules[0]), maps, spill)
+        return _score_many([_Member(config, module, collated) for config, module in zip(configs, modules)],
+                           examples, collated)
 
 
 def predict_heads(probe: TrainedProbe, example: ProbeExample) -> np.ndarray:

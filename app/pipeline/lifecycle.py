@@ -74,10 +74,11 @@ class Lifecycle:
             row.mlflow_run_id = None
         self.active.append(row.id)
 
-    def abandon(self) -> None:
-        """The start transaction rolled back: nothing was claimed after all."""
-        claims.forget(self.kind, self.active)
-        self.active = []
+    def abandon(self, keep: int = 0) -> None:
+        """The start transaction rolled back: the claims after the first `keep` were not made
+        after all."""
+        claims.forget(self.kind, self.active[keep:])
+        self.active = self.active[:keep]
 
     def settle(self) -> None:
         """Mark the MLflow runs of dead attempts FAILED (after the claim is committed)."""

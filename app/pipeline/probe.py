@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypedDict, cast
@@ -30,6 +30,7 @@ from app.store.db import session_scope
 if TYPE_CHECKING:
     from app.analysis.probes import ProbeKind
     from app.pipeline.cluster import Distribute
+    from app.tracking import Tracker
 
 Say = Callable[[str], None]
 PROBES = ("right_branching", "distance_glove", "attn", "attn_glove", "structural")
@@ -39,6 +40,7 @@ NEEDS_ENCODER = ("attn", "attn_glove", "structural")
 # (2 epochs without a better dev score) ends it; this cap only bounds a run that keeps
 # improving. Hewitt & Manning likewise trained to convergence on dev.
 STRUCTURAL_MAX_EPOCHS = 100
+NO_VECTOR = "words without a GloVe vector"  # a reason build_examples counts
 
 
 def default_hidden_layer(n_layers: int) -> int:
@@ -210,7 +212,7 @@ def build_examples(db: Engine, corpus: str, annotation: str, *, cache: Path | No
         features = {segment: (maps, hidden) for segment, maps, hidden
                     in read_shards(cache, maps=need_maps and not stream, hidden=need_hidden)}
     examples: list[ProbeExample]
-    examples, excluded = [], {"no features (over the token budget)": 0, "words without a GloVe vector": 0}
+    examples, excluded = [], {"no features (over the token budget)": 0, NO_VECTOR: 0}
     positions: dict[int, int] = {}
     for segment_id, forms, heads, relations in sentences:
         maps = hidden = None
@@ -222,7 +224,7 @@ def build_examples(db: Engine, corpus: str, annotation: str, *, cache: Path | No
         word_vectors = None
         if vectors is not None:
             word_vectors, unknown = vectors.lookup(forms)
-            excluded["words without a GloVe vector"] += unknown
+            excluded[NO_VECTOR] += unknown
         positions[segment_id] = len(examples)
         examples.append(ProbeExample(
             maps=maps if maps is not None else np.zeros((0, len(forms) + 2, len(forms) + 2), np.float16),
@@ -276,17 +278,111 @@ def _probe(settings: Settings, kind: str, *, model: str | None, train: str, dev:
            options: dict[str, Any] | None, vectors_path: str | None, extract: ExtractConfig | None,
            force: bool, say: Say | None, distribute: Distribute | None, score_test: bool,
            mlflow_parent: str | None) -> ProbeResult:
+    say = say or (lambda message: None)
+    extract = extract or ExtractConfig()
+    db = open_db(settings)
+    planned = _plan(db, kind, model=model, train=train, dev=dev, test=test, annotation=annotation, layers=layers,
+                    hidden_layer=hidden_layer, options=options, vectors_path=vectors_path, extract=extract,
+                    score_test=score_test)
+    work = Lifecycle(settings, db, "probe", say)
+    try:
+        state = _start(db, planned.identity, force, work)
+    except BaseException:
+        work.abandon()
+        raise
+    work.settle()
+    if state.done:
+        return state.result
+    with work.guard():
+        data = _data(settings, db, [planned], extract, say, distribute, score_test=score_test)
+        return _train_and_score(settings, db, planned, data, state, say, work, score_test=score_test,
+                                mlflow_parent=mlflow_parent)
+
+
+def probe_group(settings: Settings, specs: Sequence[tuple[str, tuple[int, ...] | None]], *, model: str,
+                train: str, dev: str, test: str, annotation: str = "gold",
+                options: dict[str, Any] | None = None, vectors_path: str | None = None,
+                extract: ExtractConfig | None = None, force: bool = False,
+                say: Say | None = None) -> list[ProbeResult]:
+    """Attention probes of one encoder (`specs`: (kind, layers) with kind attn or attn_glove)
+    trained side by side: the features are read and collated once and every batch is read
+    once for all of them (`probes.train_probes`). Each probe is still its own run, with the
+    identity, the probe_runs row, the MLflow run and the results it would get alone, so a
+    probe done either way is done for both.
+    """
+    from app.analysis import probes
+    from app.tracking import Tracker
+
+    say = say or (lambda message: None)
+    extract = extract or ExtractConfig()
+    db = open_db(settings)
+    planned = [_plan(db, kind, model=model, train=train, dev=dev, test=test, annotation=annotation, layers=layers,
+                     hidden_layer=None, options=options, vectors_path=vectors_path, extract=extract, score_test=True)
+               for kind, layers in specs]
+    if not planned or any(one.kind not in NEEDS_MAPS for one in planned):
+        raise AppError(f"a probe group trains attention probes ({', '.join(NEEDS_MAPS)}) of one encoder")
+    work = Lifecycle(settings, db, "probe", say)
+    states = []
+    for one in planned:
+        claimed = len(work.active)
+        try:
+            states.append(_start(db, one.identity, force, work))
+        except BaseException as error:
+            work.abandon(keep=claimed)
+            work.fail(error)  # the probes claimed before this one will not be trained now
+            raise
+    work.settle()
+    pending = [(one, state) for one, state in zip(planned, states) if not state.done]
+    if pending:
+        with work.guard():
+            data = _data(settings, db, [one for one, _ in pending], extract, say, None, score_test=True)
+            tracker = Tracker(settings)
+            for one, state in pending:
+                _open_run(tracker, settings, db, work, one, state.result, data, mlflow_parent=None)
+
+            def on_epoch(position: int, log: Any) -> None:
+                one, state = pending[position]
+                _log_epoch(tracker, db, work, one, state.result, log, say)
+
+            spill = _spill_folder(settings)
+            trained = probes.train_probes([one.config for one, _ in pending], data.examples["train"],
+                                          data.examples["dev"], on_epoch=on_epoch, release_train=True,
+                                          train_maps=data.streams["train"], dev_maps=data.streams["dev"], spill=spill)
+            scores = probes.evaluate_probes(trained, data.examples["test"], maps=data.streams["test"], spill=spill)
+            for (one, state), probe, (test_score, n_test) in zip(pending, trained, scores):
+                _record(tracker, settings, db, work, one, state.result, data, trained=probe,
+                        dev_score=probe.history[probe.best_epoch - 1].dev_score, test_score=test_score,
+                        n_test=n_test)
+    return [state.result for state in states]
+
+
+@dataclass
+class _Planned:
+    """One probe of a command: its training config and the identity that names its run."""
+
+    kind: str
+    config: Any  # ProbeConfig, None for right_branching
+    identity: dict[str, Any]
+    hidden_layer: int | None
+
+    @property
+    def label(self) -> str:
+        layers = self.identity["probe"]["layers"] if self.identity["probe"] else None
+        return f"{self.kind}:{self.identity['model'] or '-'}" + (f":layers={layers}" if layers else "")
+
+
+def _plan(db: Engine, kind: str, *, model: str | None, train: str, dev: str, test: str, annotation: str,
+          layers: tuple[int, ...] | None, hidden_layer: int | None, options: dict[str, Any] | None,
+          vectors_path: str | None, extract: ExtractConfig, score_test: bool) -> _Planned:
+    """Check a probe's arguments and name it: its config and identity (hashed into its run)."""
     from app.analysis import probes
     from app.store.encoders import find_encoder
 
-    say = say or (lambda message: None)
     if kind not in PROBES:
         raise UnknownName("probe", kind, PROBES)
     if kind in NEEDS_ENCODER and model is None:
         raise AppError(f"the {kind} probe reads an encoder's attention: pass --model")
     model = model if kind in NEEDS_ENCODER else None
-    extract = extract or ExtractConfig()
-    db = open_db(settings)
     n_layers = n_heads = None
     if model is not None:
         with session_scope(db) as session:
@@ -301,26 +397,14 @@ def _probe(settings: Settings, kind: str, *, model: str | None, train: str, dev:
         options.setdefault("max_epochs", STRUCTURAL_MAX_EPOCHS)
     if kind != "right_branching":
         config = probes.ProbeConfig(kind=cast("ProbeKind", kind), n_heads=n_heads if layers else None, layers=layers,
-                                    **(options or {}))
+                                    **options)
     identity = {"kind": kind, "model": model, "train": train, "dev": dev, "test": test, "annotation": annotation,
                 "hidden_layer": hidden_layer if kind == "structural" else None,
                 "vectors": vectors_path, "max_tokens": extract.max_tokens,
                 "probe": config.as_params() if config else None}
     if not score_test:
         identity["selection"] = "sweep child: dev only, test when selected"
-    work = Lifecycle(settings, db, "probe", say)
-    try:
-        state = _start(db, identity, force, work)
-    except BaseException:
-        work.abandon()
-        raise
-    work.settle()
-    if state.done:
-        return state.result
-    with work.guard():
-        return _train_and_score(settings, db, kind, model, identity, config, layers, hidden_layer, vectors_path,
-                                extract, state, say, work, distribute, score_test=score_test,
-                                mlflow_parent=mlflow_parent)
+    return _Planned(kind, config, identity, hidden_layer)
 
 
 @dataclass
@@ -385,88 +469,138 @@ def _finish(db: Engine, probe_run_id: int, work: Lifecycle | None = None, **valu
                 work.finish(session, [probe_run_id])
 
 
-def _train_and_score(settings: Settings, db: Engine, kind: str, model: str | None, identity: dict[str, Any],
-                     config, layers, hidden_layer, vectors_path, extract: ExtractConfig, state: _State,
-                     say: Say, work: Lifecycle, distribute: Distribute | None = None, *,
-                     score_test: bool = True, mlflow_parent: str | None = None) -> ProbeResult:
+@dataclass
+class _ProbeData:
+    """The sentences of the three splits, as the probes of one command read them."""
+
+    examples: dict[str, list[Any]]
+    streams: dict[str, Iterator[tuple[int, np.ndarray]] | None]  # split -> its maps, from the cache
+    excluded: dict[str, int]  # "split: reason" -> sentences or words left out
+    sizes: dict[str, int]  # n_{split}_sentences, n_{split}_words
+
+    def excluded_for(self, kind: str) -> dict[str, int]:
+        """What a probe of `kind` left out (GloVe gaps count only for the probes that read it)."""
+        from app.analysis.probes import GLOVE_KINDS
+
+        return {key: n for key, n in self.excluded.items() if kind in GLOVE_KINDS or not key.endswith(NO_VECTOR)}
+
+
+def _data(settings: Settings, db: Engine, planned: Sequence[_Planned], extract: ExtractConfig, say: Say,
+          distribute: Distribute | None, *, score_test: bool) -> _ProbeData:
+    """Features (extracted once per encoder and corpus), gold trees and GloVe vectors of the
+    splits, for probes that share an encoder, corpora and annotation."""
     from app.analysis import probes
     from app.ingest.vectors import load_vectors
-    from app.tracking import Tracker
 
-    result = state.result
-    caches: dict[str, Path | None] = {}
-    for split in ("train", "dev", "test"):
-        corpus = identity[split]
-        caches[split] = (extract_features(settings, model, corpus, hidden_layer=hidden_layer, config=extract, say=say,
-                                          distribute=distribute)
-                         if model is not None else None)
-    vectors = load_vectors(vectors_path) if kind in probes.GLOVE_KINDS else None
-    data, excluded, streams = {}, {}, {}
+    identity, kinds = planned[0].identity, {one.kind for one in planned}
+    model = identity["model"]
+    caches: dict[str, Path | None] = dict.fromkeys(("train", "dev", "test"))
+    hidden_layer = planned[0].hidden_layer
+    if model is not None and hidden_layer is not None:
+        for split in caches:
+            caches[split] = extract_features(settings, model, identity[split], hidden_layer=hidden_layer,
+                                             config=extract, say=say, distribute=distribute)
+    vectors = load_vectors(identity["vectors"]) if kinds & set(probes.GLOVE_KINDS) else None
+    examples, excluded, streams = {}, {}, {}
     for split in ("train", "dev", "test"):
         # The maps are streamed from the cache into files that training and scoring read
         # back batch by batch: memory stays flat however large the corpora. (A sweep keeps
         # its test maps in memory: only the selected configuration is scored, later.)
-        data[split], dropped, streams[split] = build_examples(
+        examples[split], dropped, streams[split] = build_examples(
             db, identity[split], identity["annotation"], cache=caches[split], vectors=vectors,
-            need_maps=kind in NEEDS_MAPS, need_hidden=kind == "structural",
+            need_maps=bool(kinds & set(NEEDS_MAPS)), need_hidden="structural" in kinds,
             stream=split != "test" or score_test)
         excluded.update({f"{split}: {reason}": n for reason, n in dropped.items()})
-    tracker = Tracker(settings)
-    sizes = {f"n_{split}_sentences": len(data[split]) for split in data}
-    sizes |= {f"n_{split}_words": int(sum(len(e.heads) for e in data[split])) for split in data}
-    label = f"{kind}:{model or '-'}" + (f":layers={','.join(map(str, layers))}" if layers else "")
+    sizes = {f"n_{split}_sentences": len(examples[split]) for split in examples}
+    sizes |= {f"n_{split}_words": int(sum(len(e.heads) for e in examples[split])) for split in examples}
+    return _ProbeData(examples, streams, excluded, sizes)
+
+
+def _spill_folder(settings: Settings) -> Path:
+    spill = settings.cache_dir / "probe-spill"
+    spill.mkdir(parents=True, exist_ok=True)
+    return spill
+
+
+def _open_run(tracker: Tracker, settings: Settings, db: Engine, work: Lifecycle, planned: _Planned,
+              result: ProbeResult, data: _ProbeData, *, mlflow_parent: str | None) -> None:
+    """Start the probe's MLflow run and point its probe_runs row at it."""
+    identity, config = planned.identity, planned.config
     result.mlflow_run_id = tracker.start(
-        experiment=f"headlens-probes/{identity['train']}", run_name=label,
-        params={**{k: v for k, v in identity.items() if k != "probe"}, **(config.as_params() if config else {}), **sizes},
-        tags={"headlens.probe_run_id": str(result.probe_run_id), "headlens.probe": kind, "headlens.db": settings.db_url,
-              **({"mlflow.parentRunId": mlflow_parent} if mlflow_parent else {})},
+        experiment=f"headlens-probes/{identity['train']}", run_name=planned.label,
+        params={**{k: v for k, v in identity.items() if k != "probe"}, **(config.as_params() if config else {}),
+                **data.sizes},
+        tags={"headlens.probe_run_id": str(result.probe_run_id), "headlens.probe": planned.kind,
+              "headlens.db": settings.db_url, **({"mlflow.parentRunId": mlflow_parent} if mlflow_parent else {})},
     )
     work.mlflow[result.probe_run_id] = result.mlflow_run_id
     _finish(db, result.probe_run_id, work, mlflow_run_id=result.mlflow_run_id, status="running")
 
-    test_score: float | None
-    n_test: int | None
-    if kind == "right_branching":
-        dev_score, _ = probes.right_branching_uas(data["dev"])
-        test_score, n_test = probes.right_branching_uas(data["test"])
-        best_epoch, artifacts = None, {}
-        trained = None
-    else:
-        def on_epoch(log) -> None:
-            tracker.log_metrics(result.mlflow_run_id, {"train_loss": log.train_loss, f"dev_{config.metric}": log.dev_score},
-                                step=log.epoch)
-            say(f"{label} epoch {log.epoch}: train loss {log.train_loss:.3f}, dev {config.metric} {log.dev_score:.1f}")
-            with session_scope(db) as session:
-                work.heartbeat(session)
 
-        spill = settings.cache_dir / "probe-spill"
-        spill.mkdir(parents=True, exist_ok=True)
-        trained = probes.train_probe(config, data["train"], data["dev"], on_epoch=on_epoch, release_train=True,
-                                     train_maps=streams["train"], dev_maps=streams["dev"], spill=spill)
-        # The restored weights are the best epoch's: its dev score is the probe's.
-        dev_score = trained.history[trained.best_epoch - 1].dev_score
-        test_score, n_test = (probes.evaluate(trained, data["test"], maps=streams["test"], spill=spill)
-                              if score_test else (None, None))
-        best_epoch, artifacts = trained.best_epoch, trained.state_arrays()
+def _log_epoch(tracker: Tracker, db: Engine, work: Lifecycle, planned: _Planned, result: ProbeResult,
+               log: Any, say: Say) -> None:
+    metric = planned.config.metric
+    tracker.log_metrics(result.mlflow_run_id, {"train_loss": log.train_loss, f"dev_{metric}": log.dev_score},
+                        step=log.epoch)
+    say(f"{planned.label} epoch {log.epoch}: train loss {log.train_loss:.3f}, dev {metric} {log.dev_score:.1f}")
+    with session_scope(db) as session:
+        work.heartbeat(session)
+
+
+def _record(tracker: Tracker, settings: Settings, db: Engine, work: Lifecycle, planned: _Planned,
+            result: ProbeResult, data: _ProbeData, *, trained: Any, dev_score: float | None,
+            test_score: float | None, n_test: int | None) -> None:
+    """Log the probe's scores and weights to MLflow and mark its row done."""
+    from app.store.mlflow_backlog import settle
+
+    excluded = data.excluded_for(planned.kind)
     tracker.log_metrics(result.mlflow_run_id, {f"test_{result.metric}": test_score, f"best_dev_{result.metric}": dev_score,
                                                **{f"excluded {k}": v for k, v in excluded.items()}})
     with tempfile.TemporaryDirectory() as scratch:
-        if artifacts:
-            np.savez(Path(scratch) / "weights.npz", **artifacts)  # type: ignore[arg-type]  # numpy's stub: allow_pickle vs **kwds
+        if trained is not None:
+            np.savez(Path(scratch) / "weights.npz", **trained.state_arrays())  # numpy's stub: allow_pickle vs **kwds
             tracker.log_artifact(result.mlflow_run_id, Path(scratch) / "weights.npz")
-        (Path(scratch) / "probe.json").write_text(json.dumps({**identity, "excluded": excluded}, indent=1, default=str))
+        (Path(scratch) / "probe.json").write_text(json.dumps({**planned.identity, "excluded": excluded}, indent=1,
+                                                             default=str))
         tracker.log_artifact(result.mlflow_run_id, Path(scratch) / "probe.json")
     tracker.finish(result.mlflow_run_id)
+    best_epoch = None if trained is None else trained.best_epoch
     _finish(db, result.probe_run_id, work, status="done", dev_score=dev_score, test_score=test_score,
-            n_train_words=sizes["n_train_words"], n_test_words=n_test, best_epoch=best_epoch)
-    from app.store.mlflow_backlog import settle
-
+            n_train_words=data.sizes["n_train_words"], n_test_words=n_test, best_epoch=best_epoch)
     with session_scope(db) as session:
         settle(session, "probe", result.probe_run_id, tracker.error)
     result.dev_score, result.test_score, result.n_test_words = dev_score, test_score, n_test
     result.best_epoch, result.excluded = best_epoch, excluded
+
+
+def _train_and_score(settings: Settings, db: Engine, planned: _Planned, data: _ProbeData, state: _State,
+                     say: Say, work: Lifecycle, *, score_test: bool = True,
+                     mlflow_parent: str | None = None) -> ProbeResult:
+    from app.analysis import probes
+    from app.tracking import Tracker
+
+    result, config = state.result, planned.config
+    tracker = Tracker(settings)
+    _open_run(tracker, settings, db, work, planned, result, data, mlflow_parent=mlflow_parent)
+    test_score: float | None
+    n_test: int | None
+    if planned.kind == "right_branching":
+        dev_score, _ = probes.right_branching_uas(data.examples["dev"])
+        test_score, n_test = probes.right_branching_uas(data.examples["test"])
+        trained = None
+    else:
+        spill = _spill_folder(settings)
+        trained = probes.train_probe(config, data.examples["train"], data.examples["dev"], release_train=True,
+                                     on_epoch=lambda log: _log_epoch(tracker, db, work, planned, result, log, say),
+                                     train_maps=data.streams["train"], dev_maps=data.streams["dev"], spill=spill)
+        # The restored weights are the best epoch's: its dev score is the probe's.
+        dev_score = trained.history[trained.best_epoch - 1].dev_score
+        test_score, n_test = (probes.evaluate(trained, data.examples["test"], maps=data.streams["test"], spill=spill)
+                              if score_test else (None, None))
+    _record(tracker, settings, db, work, planned, result, data, trained=trained, dev_score=dev_score,
+            test_score=test_score, n_test=n_test)
     if not score_test:
-        result.held_out = (trained, data["test"])
+        result.held_out = (trained, data.examples["test"])
     return result
 
 
