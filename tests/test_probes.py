@@ -357,3 +357,18 @@ def test_batches_over_the_memory_budget_train_in_parts(kind: str, monkeypatch: p
         (probes._loss(module, collated.batch(part), kind) * (len(part) / len(batch))).backward()
     for parameter, grad in zip(module.parameters(), expected):
         torch.testing.assert_close(parameter.grad, grad, rtol=1e-4, atol=1e-6)
+
+
+def test_structural_distances_are_squared_distances_of_the_projections() -> None:
+    """The Gram-matrix form equals ||B h_i - B h_j||^2 computed pair by pair, diagonal 0."""
+    torch.manual_seed(0)
+    module = probes.StructuralProbe(HIDDEN, 4)
+    hidden = torch.randn(2, 5, HIDDEN)
+    batch = probes.ProbeBatch(n_words=torch.tensor([5, 5]), valid=torch.ones(2, 5, dtype=torch.bool),
+                              target=torch.zeros(2, 5, dtype=torch.long), scored=torch.ones(2, 5, dtype=torch.bool),
+                              hidden=hidden)
+    projected = (hidden @ module.proj).detach().numpy().astype(np.float64)
+    expected = np.array([[[((p[i] - p[j]) ** 2).sum() for j in range(5)] for i in range(5)] for p in projected])
+    got = module(batch).detach().numpy()
+    np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-5)
+    assert (np.diagonal(got, axis1=1, axis2=2) == 0).all()

@@ -567,8 +567,16 @@ class StructuralProbe(nn.Module):
         self.proj = nn.Parameter(torch.empty(hidden_size, rank).uniform_(-0.05, 0.05))  # as H&M
 
     def forward(self, batch: ProbeBatch) -> torch.Tensor:
-        """-> [batch, query, key] predicted squared distances."""
+        """-> [batch, query, key] predicted squared distances.
+
+        ||p_i - p_j||^2 = |p_i|^2 + |p_j|^2 - 2 p_i . p_j: a Gram matrix instead of the
+        [batch, query, key, rank] differences (rank times the memory), so that a batch of
+        long sentences needs no cutting into parts.
+        """
         assert batch.hidden is not None
         projected = batch.hidden @ self.proj  # [batch, word, rank]
-        difference = projected[:, :, None] - projected[:, None]  # [batch, query, key, rank]
-        return (difference**2).sum(-1)
+        norms = (projected**2).sum(-1)  # [batch, word]
+        gram = projected @ projected.transpose(1, 2)  # [batch, query, key]
+        distances = (norms[:, :, None] + norms[:, None, :] - 2 * gram).clamp(min=0.0)
+        diagonal = torch.eye(distances.shape[1], dtype=torch.bool, device=distances.device)
+        return distances.masked_fill(diagonal, 0.0)  # exactly 0, as the differences give

@@ -308,7 +308,7 @@ MAX_BATCH_ELEMENTS = 8_000_000
 def _parts(config: ProbeConfig, indices: np.ndarray, lengths: np.ndarray,
            map_index: np.ndarray | None) -> list[np.ndarray]:
     """`indices` split into consecutive parts that each stay under MAX_BATCH_ELEMENTS."""
-    channels = {"structural": config.rank, "distance_glove": config.hidden_size}.get(
+    channels = {"structural": 1, "distance_glove": config.hidden_size}.get(
         config.kind, 1 if map_index is None else len(map_index))
     width = int(lengths[indices].max())
     per_part = max(1, MAX_BATCH_ELEMENTS // (width * (width + 1) * channels))
