@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 from dataclasses import replace
 from pathlib import Path
@@ -123,3 +124,22 @@ def test_feature_cache_resumes_and_matches_a_clean_extraction(ready, monkeypatch
         np.testing.assert_allclose(maps.astype(np.float32).sum(-1), 1.0, atol=2e-3)  # float16 rows
     cache_row = pipeline.run_query(ready, None, sql="select status, n_segments, sha256 from feature_caches")
     assert cache_row.values.tolist()[0][:2] == ["complete", 3] and len(cache_row["sha256"][0]) == 64
+
+
+def test_spill_left_by_a_killed_probe_is_removed_by_the_next(ready) -> None:  # type: ignore[no-untyped-def]
+    import socket
+    import subprocess
+    import sys
+
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                          text=True, check=True)
+    spill = ready.cache_dir / "probe-spill"
+    dead = spill / f"{socket.gethostname()}-{gone.stdout.strip()}-abc"
+    alive = spill / f"{socket.gethostname()}-{os.getppid()}-abc"  # pytest's parent: a live process
+    elsewhere = spill / f"another-host-{gone.stdout.strip()}-abc"  # not ours to judge
+    for folder in (dead, alive, elsewhere):
+        folder.mkdir(parents=True)
+        (folder / "by_query-0003.f16").write_bytes(b"\0" * 64)
+    probe(ready, "attn", model="tiny", options=QUICK, **SPLITS)
+    assert not dead.exists() and alive.exists() and elsewhere.exists()
+    assert sorted(spill.iterdir()) == sorted([alive, elsewhere])  # the probe removed its own

@@ -36,6 +36,8 @@ from __future__ import annotations
 import contextlib
 import itertools
 import math
+import os
+import socket
 import tempfile
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
@@ -473,10 +475,18 @@ def _collated_set(stack: contextlib.ExitStack, examples: Sequence[ProbeExample],
                   release: bool = False) -> CollatedSet:
     """A CollatedSet whose spill files (in a folder of their own under `spill`) live, and are
     closed and removed, with `stack`."""
-    folder = None if spill is None else Path(stack.enter_context(tempfile.TemporaryDirectory(dir=spill)))
+    folder = None
+    if spill is not None:
+        folder = Path(stack.enter_context(tempfile.TemporaryDirectory(dir=spill, prefix=spill_prefix())))
     collated = CollatedSet(examples, kind, map_index, device, release=release, maps=maps, spill=folder)
     stack.callback(collated.close)
     return collated
+
+
+def spill_prefix() -> str:
+    """Spill folders are named host-pid-...: a later process can tell (and remove) the
+    folders of a process that was killed before it could remove its own."""
+    return f"{socket.gethostname()}-{os.getpid()}-"
 
 
 def _peek(items: Iterable[tuple[int, np.ndarray]]) -> tuple[tuple[int, np.ndarray], Iterator[tuple[int, np.ndarray]]]:

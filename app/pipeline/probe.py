@@ -517,8 +517,17 @@ def _data(settings: Settings, db: Engine, planned: Sequence[_Planned], extract: 
 
 
 def _spill_folder(settings: Settings) -> Path:
+    """The probes' spill folder, without what killed processes of this host left there."""
+    import shutil
+
+    from app.store.claims import pid_alive, this_host
+
     spill = settings.cache_dir / "probe-spill"
     spill.mkdir(parents=True, exist_ok=True)
+    for folder in spill.iterdir():
+        host, pid, _ = (folder.name.rsplit("-", 2) + ["", ""])[:3]
+        if folder.is_dir() and host == this_host() and pid.isdigit() and not pid_alive(int(pid)):
+            shutil.rmtree(folder, ignore_errors=True)
     return spill
 
 

@@ -41,7 +41,7 @@ def this_host() -> str:
     return socket.gethostname()
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -78,7 +78,7 @@ def liveness(claim: RunClaim, now: datetime | None = None) -> bool:
     if claim.host == this_host():
         if claim.pid == os.getpid():
             return (claim.kind, claim.run_id) in _HELD
-        return fresh and _pid_alive(claim.pid)
+        return fresh and pid_alive(claim.pid)
     return fresh
 
 
