@@ -19,6 +19,8 @@ from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import shortest_path
 from torch import nn
 
+from app.analysis import probe_kernels
+
 ProbeKind = Literal["attn", "attn_glove", "distance_glove", "structural"]
 PROBE_KINDS: tuple[str, ...] = get_args(ProbeKind)
 ATTENTION_KINDS = ("attn", "attn_glove")
@@ -279,8 +281,13 @@ class CollatedSet:
                 if isinstance(value, SpilledRows):
                     value.close()
 
-    def batch(self, indices: np.ndarray) -> ProbeBatch:
-        """The padded ProbeBatch of `indices`, in their order."""
+    def batch(self, indices: np.ndarray, *, widen: bool = True) -> ProbeBatch:
+        """The padded ProbeBatch of `indices`, in their order.
+
+        `widen=False` leaves the word maps as stored (float16 from the feature cache) for the
+        probes' kernels, which widen them a chunk at a time (by_key: the file's layout, or in
+        memory a float16 transposed copy of by_query).
+        """
         indices = np.asarray(indices)
         lengths = self.lengths[indices]
         width = int(lengths.max())
@@ -300,28 +307,37 @@ class CollatedSet:
             if not in_order:  # batches() gives length-sorted indices: usually already in order
                 value = value.index_select(0, torch.from_numpy(position).to(self.device))
             tensors[name] = value
-        for name in ("to_special", "from_special", "hidden", "by_key"):
+        for name in ("to_special", "from_special", "hidden"):
             if name in tensors:
                 tensors[name] = tensors[name].float()
-        if "by_query" in tensors and "by_key" in tensors:
-            tensors["by_query"] = tensors["by_query"].float()
-        elif "by_query" in tensors:
-            tensors["by_query"], tensors["by_key"] = both_layouts(tensors["by_query"])
+        if "by_query" in tensors:
+            tensors["by_query"], tensors["by_key"] = both_layouts(
+                tensors["by_query"], tensors.get("by_key"), widen=widen)
         n_words = torch.from_numpy(lengths).to(self.device)
         valid = torch.arange(width, device=self.device)[None, :] < n_words[:, None]
         return ProbeBatch(n_words=n_words, valid=valid, **tensors)
 
 
-def both_layouts(by_query: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """[batch, i, map, j] maps (any float dtype) -> float32 (by_query, by_key), contiguous.
+def both_layouts(
+    by_query: torch.Tensor, by_key: torch.Tensor | None = None, *, widen: bool = True
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """[batch, i, map, j] maps (any float dtype) -> (by_query, by_key), by_key made if None.
 
-    by_key[b, i, m, j] = by_query[b, j, m, i]: written by one strided copy that also widens,
-    so a batch costs two passes over its maps whether or not the stored layout is float32.
+    by_key[b, i, m, j] = by_query[b, j, m, i], written by one strided copy. With `widen`,
+    both come back float32 (the copy also widens). Without, they keep their dtype (float16
+    from the feature cache) and the probes' kernels (probe_kernels.map_mix) widen them a
+    cache-sized chunk at a time: a transposed view would be cheaper to make but costs a
+    strided widening copy in both passes, which measured slower than this one copy.
     """
-    size, width, n_maps, _ = by_query.shape
-    by_key = torch.empty(size, width, n_maps, width, device=by_query.device)
-    by_key.copy_(by_query.permute(0, 3, 2, 1))
-    return by_query.float(), by_key
+    if by_key is None:
+        if not widen:
+            return by_query, by_query.permute(0, 3, 2, 1).contiguous()
+        size, width, n_maps, _ = by_query.shape
+        by_key = torch.empty(size, width, n_maps, width, device=by_query.device)
+        by_key.copy_(by_query.permute(0, 3, 2, 1))
+    if not widen:
+        return by_query, by_key
+    return by_query.float(), by_key.float()
 
 
 # How each ProbeBatch field is padded: the axes that run over words, and the fill value.
@@ -423,7 +439,7 @@ class AttentionProbe(nn.Module):
         # map axis last).
         size, width, n_maps, _ = batch.by_query.shape
         w, u = (weight.expand(size, width, 1, n_maps) for weight in (self.w, self.u))
-        word = (torch.matmul(w, batch.by_query) + torch.matmul(u, batch.by_key)).squeeze(2)
+        word = (probe_kernels.map_mix(w, batch.by_query) + probe_kernels.map_mix(u, batch.by_key)).squeeze(2)
         to_root, from_root = _root_attention(batch, self.root_weight)
         root = torch.einsum("bmq,m->bq", to_root, self.w) + torch.einsum(
             "bmq,m->bq", from_root, self.u
@@ -464,8 +480,8 @@ class AttentionGloveProbe(nn.Module):
         # Each term is a matvec over the map axis in the layout where its coefficients' word
         # is the row (einsums would copy the maps into such layouts on every step); the two
         # terms of a layout share one matmul, so each layout is read once per pass.
-        on_query = torch.matmul(torch.stack([dep_w, cand_u], 2), by_query)  # [batch, i, 2, j]
-        on_key = torch.matmul(torch.stack([dep_u, cand_w], 2), by_key)
+        on_query = probe_kernels.map_mix(torch.stack([dep_w, cand_u], 2), by_query)  # [batch, i, 2, j]
+        on_key = probe_kernels.map_mix(torch.stack([dep_u, cand_w], 2), by_key)
         word = (
             on_query[:, :, 0]  # sum_k W_k v_i alpha^k[i, j]
             + on_key[:, :, 1].transpose(1, 2)  # sum_k W'_k v_j alpha^k[i, j]
@@ -522,9 +538,11 @@ class DistanceGloveProbe(nn.Module):
         candidate = vectors @ weight[:, dim : 2 * dim].T  # [batch, key, hidden]
         root = (weight[:, dim : 2 * dim] @ self.root_vector).expand(len(vectors), 1, -1)
         candidate = torch.cat([root, candidate], 1)  # [batch, 1 + key, hidden]
-        distance = distance_features(batch.n_words, width) @ weight[:, 2 * dim :].T
-        hidden = torch.tanh(dependent[:, :, None] + candidate[:, None] + distance)
-        logits = self.out(hidden).squeeze(-1)  # [batch, query, 1 + key]
+        features = distance_features(batch.n_words, width)  # [batch, query, 1 + key, 8]
+        # tanh(dependent_i + candidate_j + distance_ij) -> Linear(hidden, 1), without keeping
+        # the [batch, query, 1 + key, hidden] activations (probe_kernels.pair_mlp)
+        logits = probe_kernels.pair_mlp(dependent, candidate, features, weight[:, 2 * dim :],
+                                        self.out.weight, self.out.bias)  # [batch, query, 1 + key]
         return _candidate_logits(logits[..., 0], logits[..., 1:], batch.valid)
 
 

@@ -273,7 +273,7 @@ def _score(
     correct = total = 0
     for indices in (part for whole in batches(collated.lengths, config.batch_size, None)
                     for part in _parts(config, whole, collated.lengths, map_index)):
-        batch = collated.batch(indices)
+        batch = collated.batch(indices, widen=False)
         output = module(batch)
         if config.kind == "structural":
             for b, index in enumerate(indices.tolist()):
@@ -395,7 +395,7 @@ def _train(config: ProbeConfig, module: nn.Module, train_set: CollatedSet, dev: 
             for part in _parts(config, indices, train_set.lengths, map_index):
                 # Each part's mean loss, weighted to its share: the parts' gradients sum to
                 # the whole batch's (one part: the weight is exactly 1).
-                loss = _loss(module, train_set.batch(part), config.kind) * (len(part) / len(indices))
+                loss = _loss(module, train_set.batch(part, widen=False), config.kind) * (len(part) / len(indices))
                 loss.backward()
                 loss_sum += loss.item() * len(indices)
             optimizer.step()
