@@ -8,7 +8,13 @@ import torch
 
 from app.analysis import probe_kernels
 from app.analysis.probe_kernels import map_mix, pair_mlp, plain_map_mix, plain_pair_mlp
-from app.analysis.probe_models import CollatedSet, ProbeExample, both_layouts
+from app.analysis.probe_models import (
+    CollatedSet,
+    ProbeExample,
+    both_layouts,
+    distance_features,
+    distance_table,
+)
 
 # Float32 sums in another order (chunked partial sums, numpy's tanh within 1 ulp of torch's):
 # relative differences of about 1e-7, so 1e-5 holds with room; atol covers gradients near 0.
@@ -61,34 +67,43 @@ def test_map_mix_takes_an_expanded_weight_and_refuses_maps_with_gradients() -> N
 @pytest.mark.parametrize("chunk_bytes", [1, 20_000, 1 << 20])
 def test_pair_mlp_matches_the_plain_mlp(chunk_bytes: int) -> None:
     g = torch.Generator().manual_seed(2)
-    size, width, hidden, n_features = 3, 6, 16, 8
+    size, width, hidden, n_rows = 3, 6, 16, 5
     dependent = torch.randn(size, width, hidden, generator=g, requires_grad=True)
     candidate = torch.randn(size, 1 + width, hidden, generator=g, requires_grad=True)
-    features = torch.randn(size, width, 1 + width, n_features, generator=g)
-    feature_weight = torch.randn(hidden, n_features, generator=g, requires_grad=True)
+    distance = torch.randn(n_rows, hidden, generator=g, requires_grad=True)
+    index = torch.randint(0, n_rows, (size, width, 1 + width), generator=g)
     out_weight = torch.randn(1, hidden, generator=g, requires_grad=True)
     out_bias = torch.randn(1, generator=g, requires_grad=True)
-    inputs = (dependent, candidate, features, feature_weight, out_weight, out_bias)
-    trained = (dependent, candidate, feature_weight, out_weight, out_bias)
+    inputs = (dependent, candidate, distance, index, out_weight, out_bias)
+    trained = (dependent, candidate, distance, out_weight, out_bias)
     grad_out = torch.randn(size, width, 1 + width, generator=g)
     expected = plain_pair_mlp(*inputs)
     expected_grads = torch.autograd.grad(expected, trained, grad_out)
     got = pair_mlp(*inputs, chunk_bytes=chunk_bytes)
     got_grads = torch.autograd.grad(got, trained, grad_out)
     torch.testing.assert_close(got, expected, rtol=RTOL, atol=ATOL)
-    for name, value, reference in zip(("dependent", "candidate", "feature_weight", "out_weight", "out_bias"),
+    for name, value, reference in zip(("dependent", "candidate", "distance", "out_weight", "out_bias"),
                                       got_grads, expected_grads):
         torch.testing.assert_close(value, reference, rtol=RTOL, atol=ATOL, msg=name)
 
 
 def test_pair_mlp_by_hand() -> None:
-    # One pair, hidden 2: tanh(0.5 + 0 + 0) = tanh(0.5), tanh(-1 + 1 + 0) = 0.
+    # One pair, hidden 2: tanh(0.5 + 0 + 0.25) = tanh(0.75), tanh(-1 + 1 + 0) = 0.
     dependent = torch.tensor([[[0.5, -1.0]]])
     candidate = torch.tensor([[[0.0, 1.0]]])
-    features = torch.zeros(1, 1, 1, 8)
-    out = pair_mlp(dependent, candidate, features, torch.ones(2, 8), torch.tensor([[2.0, 3.0]]),
+    distance = torch.tensor([[9.0, 9.0], [0.25, 0.0]])  # the pair reads row 1
+    out = pair_mlp(dependent, candidate, distance, torch.tensor([[[1]]]), torch.tensor([[2.0, 3.0]]),
                    torch.tensor([0.25]))
-    assert out.item() == pytest.approx(2 * np.tanh(0.5) + 3 * 0.0 + 0.25, rel=1e-6)
+    assert out.item() == pytest.approx(2 * np.tanh(0.75) + 3 * 0.0 + 0.25, rel=1e-6)
+
+
+def test_distance_table_rows_are_the_distance_features() -> None:
+    n_words = torch.tensor([4, 2, 1])
+    features, index = distance_table(n_words, 4)
+    assert features.shape == (3 * 8, 8) and index.shape == (3, 4, 5)
+    assert torch.equal(features[index], distance_features(n_words, 4))
+    # Sentence 0, word 2 -> candidate word 3 (key 3, one ahead): (3 - 2) / 4 ahead, offset +1.
+    assert features[index[0, 1, 3]].tolist() == [0.25, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0]
 
 
 def test_unwidened_batches_hold_the_same_values_in_float16() -> None:
