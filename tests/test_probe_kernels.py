@@ -31,25 +31,37 @@ def test_map_mix_by_hand() -> None:
     assert coeff.grad is not None and coeff.grad.tolist() == [[[[1.0, 0.75]]]]
 
 
-# chunk_bytes: 1 -> one row per chunk (a sentence split), 4096 -> a few whole sentences.
-@pytest.mark.parametrize("chunk_bytes", [1, 4096, 1 << 20])
-@pytest.mark.parametrize("layout", ["contiguous", "transposed view", "float32"])
-def test_map_mix_matches_the_plain_matmul(chunk_bytes: int, layout: str) -> None:
+@pytest.mark.parametrize("layout", ["contiguous", "transposed view", "float32", "two layouts"])
+def test_map_mix_matches_the_plain_matmul(layout: str) -> None:
     g = torch.Generator().manual_seed(0)
     size, width, n_coeff, n_maps = 5, 7, 2, 6
-    maps = torch.rand(size, width, n_maps, width, generator=g).half()
+    maps = (torch.rand(size, width, n_maps, width, generator=g).half(),)
     if layout == "transposed view":
-        maps = maps.permute(0, 3, 2, 1)
+        maps = (maps[0].permute(0, 3, 2, 1),)
     elif layout == "float32":
-        maps = maps.float()
-    coeff = torch.randn(size, width, n_coeff, n_maps, generator=g, requires_grad=True)
+        maps = (maps[0].float(),)
+    elif layout == "two layouts":  # stacked along the map axis: by_query then by_key
+        maps = (maps[0], maps[0].permute(0, 3, 2, 1))
+    coeff = torch.randn(size, width, n_coeff, n_maps * len(maps), generator=g, requires_grad=True)
     grad_out = torch.randn(size, width, n_coeff, width, generator=g)
-    expected = plain_map_mix(coeff, maps)
+    expected = plain_map_mix(coeff, *maps)
     (expected_grad,) = torch.autograd.grad(expected, coeff, grad_out)
-    got = map_mix(coeff, maps, chunk_bytes=chunk_bytes)
+    got = map_mix(coeff, *maps)
     (got_grad,) = torch.autograd.grad(got, coeff, grad_out)
     torch.testing.assert_close(got, expected, rtol=RTOL, atol=ATOL)
     torch.testing.assert_close(got_grad, expected_grad, rtol=RTOL, atol=ATOL)
+
+
+def test_map_mix_backward_after_another_batch_reused_the_buffer() -> None:
+    """Two forwards, then the first one's backward: its maps are widened again."""
+    g = torch.Generator().manual_seed(4)
+    first, second = (torch.rand(2, 3, 4, 3, generator=g).half() for _ in range(2))
+    coeff = torch.randn(2, 3, 1, 4, generator=g, requires_grad=True)
+    out = map_mix(coeff, first)
+    map_mix(coeff, second)  # overwrites the shared float32 buffer
+    (got,) = torch.autograd.grad(out.sum(), coeff)
+    (expected,) = torch.autograd.grad(plain_map_mix(coeff, first).sum(), coeff)
+    torch.testing.assert_close(got, expected, rtol=RTOL, atol=ATOL)
 
 
 def test_map_mix_takes_an_expanded_weight_and_refuses_maps_with_gradients() -> None:
@@ -57,7 +69,7 @@ def test_map_mix_takes_an_expanded_weight_and_refuses_maps_with_gradients() -> N
     maps = torch.rand(3, 4, 5, 4, generator=g).half()
     weight = torch.randn(5, generator=g, requires_grad=True)  # one weight shared by every row
     coeff = weight.expand(3, 4, 1, 5)
-    (got,) = torch.autograd.grad(map_mix(coeff, maps, chunk_bytes=64).sum(), weight)
+    (got,) = torch.autograd.grad(map_mix(coeff, maps).sum(), weight)
     (expected,) = torch.autograd.grad(plain_map_mix(coeff, maps).sum(), weight)
     torch.testing.assert_close(got, expected, rtol=RTOL, atol=ATOL)
     with pytest.raises(ValueError, match="no gradient"):
@@ -123,7 +135,7 @@ def test_unwidened_batches_hold_the_same_values_in_float16() -> None:
     # (units are [CLS], words, [SEP]: word w is unit w).
     assert narrow.by_key[0, 0, 3, 1] == torch.tensor(examples[1].maps[3, 2, 1])
     query, key = both_layouts(narrow.by_query, widen=False)
-    assert key.is_contiguous() and torch.equal(key, narrow.by_key)
+    assert key.data_ptr() == query.data_ptr() and torch.equal(key, narrow.by_key)  # a view
 
 
 def test_chunks_cover_every_row_once() -> None:

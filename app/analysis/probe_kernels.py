@@ -1,32 +1,30 @@
-"""Probe kernels over float16 features, widened a cache-sized chunk at a time.
+"""Probe kernels over float16 features, without a fresh float32 copy per batch.
 
 `map_mix` mixes attention maps with per-row coefficients (one small matmul per word row):
-it reads the batch's float16 maps, both layouts stacked along the map axis so that one
-matmul per row does both, widening a chunk of rows at a time into one reused float32
-buffer, and saves only the float16 maps for backward (which widens them again). A batch is
-thus never copied whole to float32: that copy, freshly allocated per batch, cost more than
-the matmuls themselves (bench/probes.py). `pair_mlp` is the distance + GloVe probe's MLP
+both layouts are stacked along the map axis so that one matmul per row does both, widened
+from float16 into a float32 buffer that is reused batch after batch; only the float16 maps
+are saved for backward. Measured (bench/probes.py): the previous code's cost was not the
+matmuls' memory traffic but the page faults of a freshly allocated float32 copy per batch;
+widening in cache-sized chunks (tried first) saved those but added as much in per-chunk
+calls and a second widening in backward. `pair_mlp` is the distance + GloVe probe's MLP
 over (query, key) pairs: its [batch, query, key, hidden] activations are made a chunk of
 pairs at a time and recomputed in backward instead of being kept.
 
-`map_mix` is exact: each row is the same matmul over the same float32 values as
-`plain_map_mix`. `pair_mlp` equals `plain_pair_mlp` up to float32 rounding (partial sums
-per chunk, numpy's tanh).
+`map_mix` is exact: the same matmul over the same float32 values as `plain_map_mix`.
+`pair_mlp` equals `plain_pair_mlp` up to float32 rounding (partial sums per chunk, numpy's
+tanh).
 """
 
 from __future__ import annotations
 
 import math
+import threading
 from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
 import torch
 
-# float32 bytes of widened maps per chunk: about a core's L2 cache (1 MiB on this project's
-# machines), so that the chunk stays there between the widening copy and the matmul;
-# bench/probes.py measured 0.5 MiB and 4 MiB slower, a whole batch at once much slower.
-CHUNK_BYTES = 1024 * 1024
 # pair_mlp's chunk (float32 bytes of [pairs, hidden] activations): a few such blocks are
 # live at once; larger chunks cost more in cache misses than they save in per-chunk calls.
 PAIR_CHUNK_BYTES = 1024 * 1024
@@ -49,26 +47,43 @@ def _chunks(size: int, width: int, row_elements: int, chunk_bytes: int) -> Itera
                 yield slice(b, b + 1), slice(start, min(width, start + rows))
 
 
-def _buffer_size(size: int, width: int, row_elements: int, chunk_bytes: int) -> int:
-    """Float32 elements of the scratch that `_chunks` blocks need: a chunk, at least one row,
-    at most the whole batch."""
-    return min(size * width, max(1, chunk_bytes // (4 * row_elements))) * row_elements
+class _Scratch(threading.local):
+    """One float32 buffer per thread for widened maps, reused batch after batch.
+
+    A batch's float32 maps are written into the same pages every time: a fresh tensor per
+    batch (tens of MB) is new pages from the kernel, and those page faults cost the previous
+    code more than its matmuls. `generation` counts the fills, so that a backward pass can
+    tell whether the buffer still holds its batch (else it widens its float16 maps again).
+    """
+
+    buffer: torch.Tensor | None = None
+    generation = 0
+
+    def take(self, elements: int, like: torch.Tensor) -> tuple[torch.Tensor, int]:
+        if self.buffer is None or self.buffer.numel() < elements or self.buffer.device != like.device:
+            self.buffer = torch.empty(elements, device=like.device)
+        self.generation += 1
+        return self.buffer[:elements], self.generation
 
 
-def _widen(blocks: tuple[torch.Tensor, ...], buffer: torch.Tensor) -> torch.Tensor:
-    """The blocks [rows..., map_k, j], stacked along the map axis, as contiguous float32:
-    the block itself if it is one that already is, else copied (widened) into `buffer`."""
-    if len(blocks) == 1 and blocks[0].dtype == torch.float32 and blocks[0].is_contiguous():
-        return blocks[0]
-    first = blocks[0]
-    n_maps = sum(block.shape[-2] for block in blocks)
-    shape = (*first.shape[:-2], n_maps, first.shape[-1])
-    wide = buffer[: math.prod(shape)].view(shape)
+_scratch = _Scratch()
+
+
+def _widen(maps: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, int | None]:
+    """The maps [b, i, map_k, j] stacked along the map axis as contiguous float32 [b * i, map, j],
+    and the scratch generation holding them (None: the one input itself, already so)."""
+    first = maps[0]
+    if len(maps) == 1 and first.dtype == torch.float32 and first.is_contiguous():
+        return first.flatten(0, 1), None
+    n_maps = sum(layout.shape[2] for layout in maps)
+    shape = (*first.shape[:2], n_maps, first.shape[3])
+    buffer, generation = _scratch.take(math.prod(shape), first)
+    wide = buffer.view(shape)
     start = 0
-    for block in blocks:
-        wide[..., start : start + block.shape[-2], :].copy_(block)
-        start += block.shape[-2]
-    return wide
+    for layout in maps:
+        wide[:, :, start : start + layout.shape[2]].copy_(layout)
+        start += layout.shape[2]
+    return wide.flatten(0, 1), generation
 
 
 class _MapMix(torch.autograd.Function):
@@ -76,49 +91,40 @@ class _MapMix(torch.autograd.Function):
     `maps` being the given layouts stacked along the map axis."""
 
     @staticmethod
-    def forward(ctx: Any, coeff: torch.Tensor, chunk_bytes: int, *maps: torch.Tensor) -> torch.Tensor:
+    def forward(ctx: Any, coeff: torch.Tensor, *maps: torch.Tensor) -> torch.Tensor:
         size, width, n_coeff, n_maps = coeff.shape
-        key = maps[0].shape[3]
-        coeff = coeff.contiguous()
-        out = coeff.new_empty(size, width, n_coeff, key)
-        buffer = coeff.new_empty(_buffer_size(size, width, n_maps * key, chunk_bytes))
-        for chunk in _chunks(size, width, n_maps * key, chunk_bytes):
-            wide = _widen(tuple(layout[chunk] for layout in maps), buffer).view(-1, n_maps, key)
-            torch.bmm(coeff[chunk].view(-1, n_coeff, n_maps), wide, out=out[chunk].view(-1, n_coeff, key))
+        wide, generation = _widen(maps)  # [rows, map, j] float32
+        out = torch.bmm(coeff.reshape(-1, n_coeff, n_maps), wide)
         ctx.save_for_backward(*maps)  # as given: float16 stays float16
-        ctx.chunk_bytes = chunk_bytes
-        return out
+        ctx.wide, ctx.generation = wide, generation
+        return out.view(size, width, n_coeff, -1)
 
     @staticmethod
     def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
         maps = ctx.saved_tensors
-        nothing = (None,) * (1 + len(maps))
+        nothing = (None,) * len(maps)
         if not ctx.needs_input_grad[0]:
             return (None, *nothing)
+        wide = ctx.wide
+        if ctx.generation is not None and ctx.generation != _scratch.generation:
+            wide, _ = _widen(maps)  # another batch was widened since: widen this one again
         size, width, n_coeff, key = grad.shape
-        n_maps = sum(layout.shape[2] for layout in maps)
-        grad = grad.contiguous()
-        grad_coeff = grad.new_empty(size, width, n_coeff, n_maps)
-        buffer = grad.new_empty(_buffer_size(size, width, n_maps * key, ctx.chunk_bytes))
-        for chunk in _chunks(size, width, n_maps * key, ctx.chunk_bytes):
-            wide = _widen(tuple(layout[chunk] for layout in maps), buffer).view(-1, n_maps, key)
-            # grad_coeff = grad_out @ maps^T, row by row
-            torch.bmm(grad[chunk].view(-1, n_coeff, key), wide.transpose(1, 2),
-                      out=grad_coeff[chunk].view(-1, n_coeff, n_maps))
-        return (grad_coeff, *nothing)
+        # grad_coeff = grad_out @ maps^T, row by row
+        grad_coeff = torch.bmm(grad.reshape(-1, n_coeff, key), wide.transpose(1, 2))
+        return (grad_coeff.view(size, width, n_coeff, -1), *nothing)
 
 
-def map_mix(coeff: torch.Tensor, *maps: torch.Tensor, chunk_bytes: int | None = None) -> torch.Tensor:
+def map_mix(coeff: torch.Tensor, *maps: torch.Tensor) -> torch.Tensor:
     """[batch, i, c, map] float32 coefficients @ [batch, i, map, j] maps -> [batch, i, c, j] float32.
 
     Several `maps` (layouts) are stacked along the map axis (coeff's map axis is their total),
     so one matmul per row mixes them all. They may be float16 and any strides: they are
-    widened a chunk of rows at a time, never copied whole, and get no gradient. Equal to
-    `torch.matmul(coeff, torch.cat(maps, 2).float())`, forward and backward.
+    widened into a per-thread float32 buffer reused from batch to batch, and get no gradient.
+    Equal to `torch.matmul(coeff, torch.cat(maps, 2).float())`, forward and backward.
     """
     if any(layout.requires_grad for layout in maps):
         raise ValueError("map_mix: the maps get no gradient; detach them")
-    return _MapMix.apply(coeff, chunk_bytes or CHUNK_BYTES, *maps)
+    return _MapMix.apply(coeff, *maps)
 
 
 class _PairMLP(torch.autograd.Function):

@@ -285,8 +285,8 @@ class CollatedSet:
         """The padded ProbeBatch of `indices`, in their order.
 
         `widen=False` leaves the word maps as stored (float16 from the feature cache) for the
-        probes' kernels, which widen them a chunk at a time (by_key: the file's layout, or in
-        memory a float16 transposed copy of by_query).
+        probes' kernel, which widens them into a buffer it reuses (by_key: the file's layout,
+        or in memory a transposed view of by_query).
         """
         indices = np.asarray(indices)
         lengths = self.lengths[indices]
@@ -323,15 +323,14 @@ def both_layouts(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """[batch, i, map, j] maps (any float dtype) -> (by_query, by_key), by_key made if None.
 
-    by_key[b, i, m, j] = by_query[b, j, m, i], written by one strided copy. With `widen`,
-    both come back float32 (the copy also widens). Without, they keep their dtype (float16
-    from the feature cache) and the probes' kernels (probe_kernels.map_mix) widen them a
-    cache-sized chunk at a time: a transposed view would be cheaper to make but costs a
-    strided widening copy in both passes, which measured slower than this one copy.
+    by_key[b, i, m, j] = by_query[b, j, m, i]. With `widen`, both come back float32 and
+    contiguous (a made by_key is written by one strided copy that also widens). Without,
+    they keep their dtype (float16 from the feature cache) and a made by_key is a transposed
+    view: the probes' kernel (probe_kernels.map_mix) widens both in one copy each.
     """
     if by_key is None:
         if not widen:
-            return by_query, by_query.permute(0, 3, 2, 1).contiguous()
+            return by_query, by_query.permute(0, 3, 2, 1)
         size, width, n_maps, _ = by_query.shape
         by_key = torch.empty(size, width, n_maps, width, device=by_query.device)
         by_key.copy_(by_query.permute(0, 3, 2, 1))
