@@ -61,7 +61,7 @@ class _Scratch(threading.local):
 
     def take(self, elements: int, like: torch.Tensor) -> tuple[torch.Tensor, int]:
         if self.buffer is None or self.buffer.numel() < elements or self.buffer.device != like.device:
-            self.buffer = torch.empty(elements, device=like.device)
+            self.buffer = torch.empty(elements, dtype=torch.float32, device=like.device)
         self.generation += 1
         return self.buffer[:elements], self.generation
 

@@ -471,9 +471,8 @@ class AttentionGloveProbe(nn.Module):
         # row 0, i as the dependent: [W v_i + b_W, U v_i + b_U] -> logit(i -> j) terms in v_i;
         # row 1, i as the candidate: [U' v_i, W' v_i] -> at j: the v_i terms of logit(j -> i).
         # (W v_i: the dependent's columns of W, W' the candidate's.)
-        candidate = weight[:, dim:].roll(n_maps, 0)  # [U'; W']
-        coeff_weight = torch.cat([weight[:, :dim], candidate])  # [4 map, dim]
-        coeff_bias = torch.cat([bias, bias.new_zeros(2 * n_maps)])
+        coeff_weight = torch.cat([weight[:, :dim], weight[n_maps:, dim:], weight[:n_maps, dim:]])  # [W; U; U'; W']
+        coeff_bias = nn.functional.pad(bias, (0, 2 * n_maps))  # [b_W, b_U, 0, 0]
         coeff = nn.functional.linear(vectors, coeff_weight, coeff_bias).view(size, width, 2, 2 * n_maps)
         mixed = probe_kernels.map_mix(coeff, by_query, by_key)  # [batch, i, 2, j]
         word = mixed[:, :, 0] + mixed[:, :, 1].transpose(1, 2)  # [batch, i, j]
