@@ -7,14 +7,17 @@ batch 32 for each probe kind, timed side by side:
   before      the previous forwards (kept below, verbatim): each batch's float16 maps widened
               to float32 copies (both layouts) and mixed by plain matmuls; distance_glove's
               MLP over the whole [batch, query, key, hidden] tensor, kept for backward
-  after       the probes' modules today: float16 batches, app.analysis.probe_kernels (maps
-              widened a cache-sized chunk at a time; the MLP a chunk of pairs at a time)
+  after       the probes' modules today: float16 batches, app.analysis.probe_kernels (both
+              layouts widened into one reused float32 buffer, one matmul per word row; the
+              MLP a chunk of word pairs at a time, recomputed in backward)
   in memory   `CollatedSet` buckets in memory
   spilled     the maps streamed in and the word maps kept in files, read back per batch
               (what `headlens probe` does: memory does not grow with the data)
 
 The epoch time over the whole train set is extrapolated from `--sentences` (a random sample
-of the lengths) when it is smaller than the treebank.
+of the lengths) when it is smaller than the treebank. Short runs flatter "after": the previous
+code's fresh float32 copies cost page faults until the allocator has grown; compare at
+--sentences 12544.
 
 Usage: python bench/probes.py [--sentences 2000] [--kinds attn_glove,attn] [--threads 2] [--repeats 3]
 """
