@@ -15,9 +15,8 @@ batch 32 for each probe kind, timed side by side:
               (what `headlens probe` does: memory does not grow with the data)
 
 The epoch time over the whole train set is extrapolated from `--sentences` (a random sample
-of the lengths) when it is smaller than the treebank. Short runs flatter "after": the previous
-code's fresh float32 copies cost page faults until the allocator has grown; compare at
---sentences 12544.
+of the lengths) when it is smaller than the treebank. Samples have flattered "after" (attn_glove
+spilled: 0.75x of before at 1000-4000 sentences, 1.0x over all 12544): compare on the full set.
 
 Usage: python bench/probes.py [--sentences 2000] [--kinds attn_glove,attn] [--threads 2] [--repeats 3]
 """
