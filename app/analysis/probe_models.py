@@ -19,6 +19,8 @@ from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import shortest_path
 from torch import nn
 
+from app.analysis import probe_kernels
+
 ProbeKind = Literal["attn", "attn_glove", "distance_glove", "structural"]
 PROBE_KINDS: tuple[str, ...] = get_args(ProbeKind)
 ATTENTION_KINDS = ("attn", "attn_glove")
@@ -296,9 +298,14 @@ class CollatedSet:
                 if isinstance(value, SpilledRows):
                     value.close()
 
-    def batch(self, indices: np.ndarray, maps: torch.Tensor | None = None) -> ProbeBatch:
-        """The padded ProbeBatch of `indices`, in their order; with `maps` (positions among
-        the collated maps), only those maps, selected before anything is widened."""
+    def batch(self, indices: np.ndarray, maps: torch.Tensor | None = None, *, widen: bool = True) -> ProbeBatch:
+        """The padded ProbeBatch of `indices`, in their order.
+
+        `maps` (positions among the collated maps): only those maps, selected before anything
+        is widened. `widen=False` leaves the word maps as stored (float16 from the feature
+        cache) for the probes' kernel, which widens them into a buffer it reuses (by_key: the
+        file's layout, or in memory a transposed view of by_query).
+        """
         indices = np.asarray(indices)
         lengths = self.lengths[indices]
         width = int(lengths.max())
@@ -318,13 +325,12 @@ class CollatedSet:
             if not in_order:  # batches() gives length-sorted indices: usually already in order
                 value = value.index_select(0, torch.from_numpy(position).to(self.device))
             tensors[name] = value
-        for name in ("to_special", "from_special", "hidden", "by_key"):
+        for name in ("to_special", "from_special", "hidden"):
             if name in tensors:
                 tensors[name] = tensors[name].float()
-        if "by_query" in tensors and "by_key" in tensors:
-            tensors["by_query"] = tensors["by_query"].float()
-        elif "by_query" in tensors:
-            tensors["by_query"], tensors["by_key"] = both_layouts(tensors["by_query"])
+        if "by_query" in tensors:
+            tensors["by_query"], tensors["by_key"] = both_layouts(
+                tensors["by_query"], tensors.get("by_key"), widen=widen)
         n_words = torch.from_numpy(lengths).to(self.device)
         valid = torch.arange(width, device=self.device)[None, :] < n_words[:, None]
         return ProbeBatch(n_words=n_words, valid=valid, **tensors)
@@ -343,16 +349,25 @@ def _gather(value: Any, name: str, rows: torch.Tensor, maps: torch.Tensor | None
     return value.index_select(0, rows).index_select(_MAP_AXIS[name], maps)
 
 
-def both_layouts(by_query: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """[batch, i, map, j] maps (any float dtype) -> float32 (by_query, by_key), contiguous.
+def both_layouts(
+    by_query: torch.Tensor, by_key: torch.Tensor | None = None, *, widen: bool = True
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """[batch, i, map, j] maps (any float dtype) -> (by_query, by_key), by_key made if None.
 
-    by_key[b, i, m, j] = by_query[b, j, m, i]: written by one strided copy that also widens,
-    so a batch costs two passes over its maps whether or not the stored layout is float32.
+    by_key[b, i, m, j] = by_query[b, j, m, i]. With `widen`, both come back float32 and
+    contiguous (a made by_key is written by one strided copy that also widens). Without,
+    they keep their dtype (float16 from the feature cache) and a made by_key is a transposed
+    view: the probes' kernel (probe_kernels.map_mix) widens both in one copy each.
     """
-    size, width, n_maps, _ = by_query.shape
-    by_key = torch.empty(size, width, n_maps, width, device=by_query.device)
-    by_key.copy_(by_query.permute(0, 3, 2, 1))
-    return by_query.float(), by_key
+    if by_key is None:
+        if not widen:
+            return by_query, by_query.permute(0, 3, 2, 1)
+        size, width, n_maps, _ = by_query.shape
+        by_key = torch.empty(size, width, n_maps, width, device=by_query.device)
+        by_key.copy_(by_query.permute(0, 3, 2, 1))
+    if not widen:
+        return by_query, by_key
+    return by_query.float(), by_key.float()
 
 
 # How each ProbeBatch field is padded: the axes that run over words, and the fill value.
@@ -418,14 +433,10 @@ def _candidate_logits(root: torch.Tensor, word: torch.Tensor, valid: torch.Tenso
     return logits.masked_fill(~candidate.unsqueeze(1), float("-inf"))
 
 
-def _root_attention(
-    batch: ProbeBatch, root_weight: torch.Tensor
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """ROOT's attention features, [batch, map, query] each: alpha[i, ROOT] and alpha[ROOT, i]."""
+def _special(batch: ProbeBatch) -> torch.Tensor:
+    """[batch, 2 map, 2, query]: alpha[i, s] over alpha[s, i], s = [CLS], [SEP] (constants)."""
     assert batch.to_special is not None and batch.from_special is not None
-    to_root = torch.einsum("bmsq,s->bmq", batch.to_special, root_weight)
-    from_root = torch.einsum("bmsq,s->bmq", batch.from_special, root_weight)
-    return to_root, from_root
+    return torch.cat([batch.to_special, batch.from_special], 1)
 
 
 def _glorot(*shape: int, fan: int) -> torch.Tensor:
@@ -449,16 +460,17 @@ class AttentionProbe(nn.Module):
     def forward(self, batch: ProbeBatch) -> torch.Tensor:
         """-> [batch, query, 1 + key] logits over [ROOT, words]."""
         assert batch.by_query is not None and batch.by_key is not None
-        # [batch, i, 1, map] @ [batch, i, map, j] -> [batch, i, j]: w . alpha[i, j] + u . alpha[j, i],
-        # one matvec per row (an unbatched weight would make matmul copy the maps to put the
-        # map axis last).
-        size, width, n_maps, _ = batch.by_query.shape
-        w, u = (weight.expand(size, width, 1, n_maps) for weight in (self.w, self.u))
-        word = (torch.matmul(w, batch.by_query) + torch.matmul(u, batch.by_key)).squeeze(2)
-        to_root, from_root = _root_attention(batch, self.root_weight)
-        root = torch.einsum("bmq,m->bq", to_root, self.w) + torch.einsum(
-            "bmq,m->bq", from_root, self.u
-        )
+        size, width = batch.by_query.shape[:2]
+        weights = torch.cat([self.w, self.u])  # [2 map]: forward maps, then transposed maps
+        # [batch, i, 1, 2 map] @ [alpha[i, :]; alpha[:, i]] -> w . alpha[i, j] + u . alpha[j, i],
+        # one matvec per row over both layouts (an unbatched weight would make matmul copy
+        # the maps to put the map axis last).
+        coeff = weights.expand(size, width, 1, len(weights))
+        word = probe_kernels.map_mix(coeff, batch.by_query, batch.by_key).squeeze(2)  # [batch, i, j]
+        # ROOT: alpha[i, ROOT] = root_weight . (alpha[i, CLS], alpha[i, SEP]), and the reverse.
+        special = _special(batch)  # [batch, 2 map, 2, query]
+        by_special = torch.matmul(weights, special.flatten(2)).view(size, 2, width)  # [batch, 2, query]
+        root = torch.matmul(self.root_weight, by_special)  # [batch, query]
         return _candidate_logits(root, word, batch.valid)
 
 
@@ -484,30 +496,23 @@ class AttentionGloveProbe(nn.Module):
         """-> [batch, query, 1 + key] logits over [ROOT, words]."""
         by_query, by_key, vectors = batch.by_query, batch.by_key, batch.vectors
         assert by_query is not None and by_key is not None and vectors is not None
-        dim, n_maps = vectors.shape[-1], by_query.shape[2]
-        weight = self.pair.weight  # [2 map, 2 dim]: rows forward maps then transposed maps
-        dependent = vectors @ weight[:, :dim].T + self.pair.bias  # [batch, query, 2 map]
-        candidate = vectors @ weight[:, dim:].T  # [batch, key, 2 map]
-        root_candidate = weight[:, dim:] @ self.root_vector  # [2 map]
-        dep_w, dep_u = dependent.split(n_maps, -1)
-        cand_w, cand_u = candidate.split(n_maps, -1)
-
-        # Each term is a matvec over the map axis in the layout where its coefficients' word
-        # is the row (einsums would copy the maps into such layouts on every step); the two
-        # terms of a layout share one matmul, so each layout is read once per pass.
-        on_query = torch.matmul(torch.stack([dep_w, cand_u], 2), by_query)  # [batch, i, 2, j]
-        on_key = torch.matmul(torch.stack([dep_u, cand_w], 2), by_key)
-        word = (
-            on_query[:, :, 0]  # sum_k W_k v_i alpha^k[i, j]
-            + on_key[:, :, 1].transpose(1, 2)  # sum_k W'_k v_j alpha^k[i, j]
-            + on_key[:, :, 0]  # sum_k U_k v_i alpha^k[j, i]
-            + on_query[:, :, 1].transpose(1, 2)  # sum_k U'_k v_j alpha^k[j, i]
-        )
-        root_w, root_u = root_candidate.split(n_maps)
-        to_root, from_root = _root_attention(batch, self.root_weight)
-        root = torch.einsum("bqm,bmq->bq", dep_w + root_w, to_root) + torch.einsum(
-            "bqm,bmq->bq", dep_u + root_u, from_root
-        )
+        (size, width, dim), n_maps = vectors.shape, by_query.shape[2]
+        weight, bias = self.pair.weight, self.pair.bias  # [2 map, 2 dim]: rows W (forward maps), U
+        # Two matvecs per row i over the stacked maps [alpha[i, :]; alpha[:, i]] (2 map):
+        # row 0, i as the dependent: [W v_i + b_W, U v_i + b_U] -> logit(i -> j) terms in v_i;
+        # row 1, i as the candidate: [U' v_i, W' v_i] -> at j: the v_i terms of logit(j -> i).
+        # (W v_i: the dependent's columns of W, W' the candidate's.)
+        coeff_weight = torch.cat([weight[:, :dim], weight[n_maps:, dim:], weight[:n_maps, dim:]])  # [W; U; U'; W']
+        coeff_bias = nn.functional.pad(bias, (0, 2 * n_maps))  # [b_W, b_U, 0, 0]
+        coeff = nn.functional.linear(vectors, coeff_weight, coeff_bias).view(size, width, 2, 2 * n_maps)
+        mixed = probe_kernels.map_mix(coeff, by_query, by_key)  # [batch, i, 2, j]
+        word = mixed[:, :, 0] + mixed[:, :, 1].transpose(1, 2)  # [batch, i, j]
+        # ROOT (candidate vector root_vector): its pair weights dotted with alpha[i, ROOT] and
+        # alpha[ROOT, i], where alpha[., ROOT] mixes [CLS] and [SEP] by root_weight.
+        root_coeff = coeff[:, :, 0] + weight[:, dim:] @ self.root_vector  # [batch, query, 2 map]
+        special = _special(batch).permute(0, 3, 1, 2)  # [batch, query, 2 map, 2]
+        by_special = torch.matmul(root_coeff.unsqueeze(2), special).view(size, width, 2)
+        root = by_special @ self.root_weight  # [batch, query]
         return _candidate_logits(root, word, batch.valid)
 
 
@@ -526,6 +531,30 @@ def distance_features(n_words: torch.Tensor, width: int) -> torch.Tensor:
     root = torch.zeros(len(n_words), width, 1, N_DISTANCE_FEATURES, device=n_words.device)
     root[..., -1] = 1.0
     return torch.cat([root, words], 2)
+
+
+def distance_table(n_words: torch.Tensor, width: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """`distance_features` as a table of its few distinct rows and an index into it.
+
+    Per sentence the features depend only on the offset j - i (and the length), or are
+    ROOT's: 2 width rows, so the MLP projects 2 width vectors instead of width^2.
+    Returns (features [batch * 2 width, 8], index [batch, query, 1 + key] int64) with
+    features[index] == distance_features(n_words, width).
+    """
+    size, device = len(n_words), n_words.device
+    offset = torch.arange(-(width - 1), width, device=device).float()  # row r: offset r - (width - 1)
+    length = n_words.float().clamp(min=1)[:, None]  # [batch, 1]
+    ahead, behind = offset.clamp(min=0) / length, (-offset).clamp(min=0) / length  # [batch, offset]
+    indicators = [(offset == k).float().expand_as(ahead) for k in DISTANCE_OFFSETS]
+    words = torch.stack([ahead, behind, *indicators, torch.zeros_like(ahead)], -1)  # [batch, offset, 8]
+    root = torch.zeros(size, 1, N_DISTANCE_FEATURES, device=device)
+    root[..., -1] = 1.0
+    features = torch.cat([words, root], 1).reshape(-1, N_DISTANCE_FEATURES)  # [batch * 2 width, 8]
+    position = torch.arange(width, device=device)
+    row = (position[None, :] - position[:, None]) + (width - 1)  # [query, key]: j - i, shifted
+    row = torch.cat([torch.full((width, 1), 2 * width - 1, device=device), row], 1)  # ROOT first
+    index = row[None] + (2 * width) * torch.arange(size, device=device)[:, None, None]
+    return features, index
 
 
 class DistanceGloveProbe(nn.Module):
@@ -553,9 +582,12 @@ class DistanceGloveProbe(nn.Module):
         candidate = vectors @ weight[:, dim : 2 * dim].T  # [batch, key, hidden]
         root = (weight[:, dim : 2 * dim] @ self.root_vector).expand(len(vectors), 1, -1)
         candidate = torch.cat([root, candidate], 1)  # [batch, 1 + key, hidden]
-        distance = distance_features(batch.n_words, width) @ weight[:, 2 * dim :].T
-        hidden = torch.tanh(dependent[:, :, None] + candidate[:, None] + distance)
-        logits = self.out(hidden).squeeze(-1)  # [batch, query, 1 + key]
+        features, index = distance_table(batch.n_words, width)  # [row, 8], [batch, query, 1 + key]
+        distance = features @ weight[:, 2 * dim :].T  # [row, hidden]
+        # tanh(dependent_i + candidate_j + distance_ij) -> Linear(hidden, 1), without keeping
+        # the [batch, query, 1 + key, hidden] activations (probe_kernels.pair_mlp)
+        logits = probe_kernels.pair_mlp(dependent, candidate, distance, index,
+                                        self.out.weight, self.out.bias)  # [batch, query, 1 + key]
         return _candidate_logits(logits[..., 0], logits[..., 1:], batch.valid)
 
 

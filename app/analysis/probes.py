@@ -455,9 +455,9 @@ class _BatchReader:
         positions = member.positions
         if positions is None or (key, False) in self.read:
             if (key, False) not in self.read:
-                self.read[key, False] = self.collated.batch(indices)
+                self.read[key, False] = self.collated.batch(indices, widen=False)
             return _view(self.read[key, False], positions)
-        return self.collated.batch(indices, maps=positions)  # used by this member only
+        return self.collated.batch(indices, maps=positions, widen=False)  # used by this member only
 
 
 def _view(batch: ProbeBatch, positions: torch.Tensor | None) -> ProbeBatch:
