@@ -213,11 +213,10 @@ class CollatedSet:
     is formed. `batch(indices)` equals `collate([examples[i] for i in indices], ...)`, value
     for value: the same rows in the same order, padded with zeros to the longest sentence.
 
-    In memory the word maps are kept in one layout (by_query), and `batch()` builds by_key
-    from it while widening. Sentences are collated one at a time as their maps arrive, so a
-    corpus's maps never need to be in memory at once: `maps` streams them from the feature
-    cache, and `spill` puts the buckets' word maps in files there (both layouts: disk is
-    cheap, and a transposing copy costs more than reading it back).
+    The word maps are kept in one layout (by_query), and `batch()` gives by_key as a
+    transposed view of it (or a widened copy). Sentences are collated one at a time as their
+    maps arrive, so a corpus's maps never need to be in memory at once: `maps` streams them
+    from the feature cache, and `spill` puts the buckets' word maps in files there.
     """
 
     def __init__(
@@ -244,8 +243,8 @@ class CollatedSet:
         self.bucket_of = np.full(len(examples), -1, dtype=np.int64)  # example -> its row in its bucket
         rows: dict[int, dict[str, list[torch.Tensor]]] = {}
         spilled: dict[tuple[int, str], SpilledRows] = {}
-        # In files, both layouts are kept (disk is cheap, a transposing copy per batch is not).
-        on_disk = ("by_query", "by_key") if spill is not None else ()
+        # In files, one layout: the probes' kernel reads by_key as a transposed view of it.
+        on_disk = ("by_query",) if spill is not None else ()
         source = maps if maps is not None else ((i, example.maps) for i, example in enumerate(examples))
         for index, example_maps in source:
             example = examples[index]
@@ -254,7 +253,7 @@ class CollatedSet:
             width = example.n_words
             if kind in ATTENTION_KINDS and example_maps.shape[1:] != (width + 2, width + 2):
                 raise ValueError(f"example {index}: maps {example_maps.shape} for {width} words")
-            collated = self._row(replace(example, maps=example_maps), map_index, key_layout=bool(on_disk))
+            collated = self._row(replace(example, maps=example_maps), map_index)
             bucket = rows.setdefault(width, {})
             self.bucket_of[index] = len(next(iter(bucket.values()), ()))
             for name in on_disk:
@@ -276,14 +275,14 @@ class CollatedSet:
             file.finish()
             self.buckets.setdefault(width, {})[name] = file
 
-    def _row(self, example: ProbeExample, map_index: np.ndarray | None, key_layout: bool) -> dict[str, torch.Tensor]:
+    def _row(self, example: ProbeExample, map_index: np.ndarray | None) -> dict[str, torch.Tensor]:
         # Float16 inputs stay float16 (exactly widened per batch), others become float32.
         def narrow(array: np.ndarray | None) -> type:
             return np.float16 if array is not None and array.dtype == np.float16 else np.float32
 
         batch = collate(
             [example], self.kind, map_index, self.device,
-            dtype=narrow(example.maps), hidden_dtype=narrow(example.hidden), key_layout=key_layout,
+            dtype=narrow(example.maps), hidden_dtype=narrow(example.hidden), key_layout=False,
         )
         return {
             name: value
