@@ -587,6 +587,8 @@ def analyze(
       headlens analyze surface clustering surface:norm --corpus wiki-segments
       headlens analyze gradients --corpus wiki-segments --objective contrastive
     """
+    from app.tracking import helper_process
+
     config = ExtractConfig(
         max_tokens=max_tokens,
         batch_tokens=batch_tokens,
@@ -596,17 +598,19 @@ def analyze(
         on_unaligned=on_unaligned,
         device=device,
     )
-    for summary in lab_of(context).analyze(
-        *analyses,
-        model=model,
-        corpus=corpus,
-        config=config,
-        force=force,
-        say=lambda message: click.echo(message, err=True),
-        distribute=distribution(workers, threads, ray_address),
-        weightings=tuple(part.strip() for part in weighting.split(",") if part.strip()),
-        objective=objective,
-    ):
+    with helper_process():  # MLflow starts on another core while the encoder loads
+        summaries = lab_of(context).analyze(
+            *analyses,
+            model=model,
+            corpus=corpus,
+            config=config,
+            force=force,
+            say=lambda message: click.echo(message, err=True),
+            distribute=distribution(workers, threads, ray_address),
+            weightings=tuple(part.strip() for part in weighting.split(",") if part.strip()),
+            objective=objective,
+        )
+    for summary in summaries:
         echo_run(summary)
 
 

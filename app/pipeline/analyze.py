@@ -125,13 +125,35 @@ def _analyze(
     it is in progress), the forward pass holds no database connection, and each chunk's rows
     are written with a checkpoint and a heartbeat in one short transaction.
     """
-    from app.analysis.registry import ANALYSES
-    from app.ingest.models import check_device
+    from app.tracking import early_tracker
 
     say = on_event or (lambda message: None)
     jobs = _jobs(analyses, weightings)
     if objective not in OBJECTIVES:
         raise UnknownName("objective", objective, list(OBJECTIVES))
+    # From the CLI, MLflow's import and its store's first queries (seconds on one core) run
+    # in a helper process while this one opens the database and loads the encoder.
+    with early_tracker(settings, local=distribute is None) as tracker:
+        return _analyze_runs(settings, jobs, model=model, corpus=corpus, config=config, force=force,
+                             say=say, distribute=distribute, objective=objective, tracker=tracker)
+
+
+def _analyze_runs(
+    settings: Settings,
+    jobs: list[tuple[str, str]],
+    *,
+    model: str,
+    corpus: str,
+    config: ExtractConfig,
+    force: bool,
+    say: Say,
+    distribute: Distribute | None,
+    objective: str,
+    tracker: Any,
+) -> list[RunSummary]:
+    from app.analysis.registry import ANALYSES
+    from app.ingest.models import check_device
+
     db = open_db(settings)
     check_device(config.device)
     work = Lifecycle(settings, db, "analysis", say)
@@ -162,7 +184,8 @@ def _analyze(
         for (mode, _overflow), batch in passes.items():
             first = configs[batch[0].analysis, batch[0].weighting]
             if distribute is None:
-                _run_pass(settings, db, target, first, batch, mode=mode, say=say, work=work)
+                _run_pass(settings, db, target, first, batch, mode=mode, say=say, work=work,
+                          tracker=tracker)
             else:
                 from app.pipeline.distributed import run_pass_on_workers
 
@@ -284,7 +307,9 @@ def _run_pass(
     mode: str,
     say: Say,
     work: Lifecycle,
+    tracker: Any = None,
 ) -> None:
+    """One engine pass; `tracker`: an MLflow tracker already started (default: a new one)."""
     from app.analysis.registry import ANALYSES
     from app.extract.align import Aligner, Skipped
     from app.extract.attention import AttentionEngine, length_order
@@ -332,7 +357,7 @@ def _run_pass(
         accumulators[summary.key] = spec.build(info.n_layers, info.n_heads, context)
         accumulators[summary.key].weighting = summary.weighting
     done_upto = {summary.key: 0 for summary in summaries}
-    tracker = Tracker(settings)
+    tracker = tracker or Tracker(settings)
     with session_scope(db) as session:
         for summary in summaries:
             if has_shards(session, summary.run_id):
