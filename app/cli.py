@@ -16,7 +16,15 @@ from typing import TYPE_CHECKING, Any, Literal
 import click
 
 from app import __version__
-from app.config import DEFAULT_MODEL, PAPER_MAX_TOKENS, Dtype, ExtractConfig, OnUnaligned, Settings
+from app.config import (
+    CHUNK_TOKENS,
+    DEFAULT_MODEL,
+    PAPER_MAX_TOKENS,
+    Dtype,
+    ExtractConfig,
+    OnUnaligned,
+    Settings,
+)
 from app.errors import AppError
 
 if TYPE_CHECKING:
@@ -597,6 +605,7 @@ def analyze(
         limit=limit,
         on_unaligned=on_unaligned,
         device=device,
+        chunk_tokens=CHUNK_TOKENS,  # short sentences: fewer, larger write transactions
     )
     with helper_process():  # MLflow starts on another core while the encoder loads
         summaries = lab_of(context).analyze(

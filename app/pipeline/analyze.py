@@ -8,7 +8,7 @@ transaction, so an interrupted pass resumes exactly where it stopped.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypedDict
@@ -396,9 +396,10 @@ def _run_pass(
     progress = progress_bar(
         len(encoded), start, f"{'+'.join(names)} {target.model} on {target.corpus}"
     )
+    lengths = [segment.n_tokens for segment in encoded]
     try:
-        for chunk_start in range(start, len(encoded), config.chunk_size):
-            chunk = encoded[chunk_start : chunk_start + config.chunk_size]
+        for chunk_start, chunk_stop in chunk_bounds(lengths, start, config, done_upto.values()):
+            chunk = encoded[chunk_start:chunk_stop]
             active = [name for name in names if done_upto[name] <= chunk_start]
             feed(chunk, [accumulators[name] for name in active], progress=progress)
             with session_scope(db) as session:
@@ -426,6 +427,33 @@ def _run_pass(
     finally:
         progress.close()
     close_mlflow_runs(db, tracker, summaries, accumulators, len(encoded), skipped)
+
+
+def chunk_bounds(
+    lengths: Sequence[int], start: int, config: ExtractConfig, resume_points: Iterable[int] = ()
+) -> list[tuple[int, int]]:
+    """[start, stop) chunks of the length-ordered segments from `start`, one checkpoint each.
+
+    A chunk holds `config.chunk_size` segments or, with `config.chunk_tokens`, as many as
+    fit that many word pieces (at least one). Every point where one of the pass's runs
+    resumes is also a cut, so that a chunk goes to the same runs from its first segment to
+    its last, whatever cut an earlier attempt used.
+    """
+    cuts = {point for point in resume_points if start < point < len(lengths)}
+    bounds: list[tuple[int, int]] = []
+    begin, pieces = start, 0
+    for index in range(start, len(lengths)):
+        if config.chunk_tokens is None:
+            full = index - begin >= config.chunk_size
+        else:
+            full = pieces + lengths[index] > config.chunk_tokens
+        if index > begin and (full or index in cuts):
+            bounds.append((begin, index))
+            begin, pieces = index, 0
+        pieces += lengths[index]
+    if begin < len(lengths):
+        bounds.append((begin, len(lengths)))
+    return bounds
 
 
 def open_mlflow_runs(
