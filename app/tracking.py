@@ -205,6 +205,11 @@ def _receive(stream: Any) -> Any:
 
 def _serve() -> None:
     """The helper's loop: one Tracker, one reply per request, until stdin closes."""
+    import signal
+
+    # Ctrl-C reaches the whole process group: the command handles it (and marks its runs
+    # failed); the helper ends when the command closes its input or exits.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     requests = sys.stdin.buffer
     replies = os.fdopen(os.dup(sys.stdout.fileno()), "wb")
     os.dup2(sys.stderr.fileno(), sys.stdout.fileno())  # stray prints must not corrupt replies

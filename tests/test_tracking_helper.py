@@ -31,6 +31,21 @@ def test_calls_in_the_helper_land_in_the_store(settings: Settings) -> None:
     assert run.data.metrics == {"a_b": 1.5}  # the same key cleaning, NaN left out
 
 
+def test_ctrl_c_is_left_to_the_command(settings: Settings) -> None:
+    import signal
+    import time
+
+    tracker = BackgroundTracker(settings)
+    try:
+        assert tracker.exists("0" * 32) is False  # ready: its SIGINT handler is set
+        tracker._process.send_signal(signal.SIGINT)
+        time.sleep(0.2)
+        assert tracker._process.poll() is None and tracker.exists("0" * 32) is False
+    finally:
+        tracker.close()
+    assert tracker._process.returncode == 0
+
+
 def test_a_helper_that_dies_makes_the_tracker_inert(settings: Settings) -> None:
     tracker = BackgroundTracker(settings)
     tracker._process.kill()
