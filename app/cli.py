@@ -16,7 +16,15 @@ from typing import TYPE_CHECKING, Any, Literal
 import click
 
 from app import __version__
-from app.config import DEFAULT_MODEL, PAPER_MAX_TOKENS, Dtype, ExtractConfig, OnUnaligned, Settings
+from app.config import (
+    CHUNK_TOKENS,
+    DEFAULT_MODEL,
+    PAPER_MAX_TOKENS,
+    Dtype,
+    ExtractConfig,
+    OnUnaligned,
+    Settings,
+)
 from app.errors import AppError
 
 if TYPE_CHECKING:
@@ -587,6 +595,8 @@ def analyze(
       headlens analyze surface clustering surface:norm --corpus wiki-segments
       headlens analyze gradients --corpus wiki-segments --objective contrastive
     """
+    from app.tracking import helper_process
+
     config = ExtractConfig(
         max_tokens=max_tokens,
         batch_tokens=batch_tokens,
@@ -595,18 +605,21 @@ def analyze(
         limit=limit,
         on_unaligned=on_unaligned,
         device=device,
+        chunk_tokens=CHUNK_TOKENS,  # short sentences: fewer, larger write transactions
     )
-    for summary in lab_of(context).analyze(
-        *analyses,
-        model=model,
-        corpus=corpus,
-        config=config,
-        force=force,
-        say=lambda message: click.echo(message, err=True),
-        distribute=distribution(workers, threads, ray_address),
-        weightings=tuple(part.strip() for part in weighting.split(",") if part.strip()),
-        objective=objective,
-    ):
+    with helper_process():  # MLflow starts on another core while the encoder loads
+        summaries = lab_of(context).analyze(
+            *analyses,
+            model=model,
+            corpus=corpus,
+            config=config,
+            force=force,
+            say=lambda message: click.echo(message, err=True),
+            distribute=distribution(workers, threads, ray_address),
+            weightings=tuple(part.strip() for part in weighting.split(",") if part.strip()),
+            objective=objective,
+        )
+    for summary in summaries:
         echo_run(summary)
 
 

@@ -20,6 +20,9 @@ DEFAULT_DB_FILE = "headlens.duckdb"
 DEFAULT_MODEL = "minilm"
 # The paper caps every input at 128 word pieces, special tokens included (section 3).
 PAPER_MAX_TOKENS = 128
+# Word pieces per checkpoint of `headlens analyze` (ExtractConfig.chunk_tokens): the pieces
+# of 256 segments of 128.
+CHUNK_TOKENS = 256 * PAPER_MAX_TOKENS
 
 # Paragraph pairs per batch of the contrastive gradients pass when --batch-size is not given:
 # its in-batch negatives make the batch part of the loss, so it stays a fixed count.
@@ -145,6 +148,11 @@ class ExtractConfig(_Hashable):
     on_unaligned: OnUnaligned = "error"
     # Segments per checkpoint: a resumed run restarts at the last finished chunk.
     chunk_size: int = 256
+    # Word pieces per checkpoint of a local `analyze` pass instead (None: chunk_size
+    # segments). The CLI sets CHUNK_TOKENS: about 256 segments of 128 pieces, while short
+    # sentences (UD EWT dev: 17 pieces) go 1,900 at a time: each checkpoint is a DuckDB
+    # transaction and a checkpoint of its file, which cost more than the rows they write.
+    chunk_tokens: int | None = None
     limit: int | None = None
     device: str = "cpu"
     seed: int = 0
@@ -157,7 +165,7 @@ class ExtractConfig(_Hashable):
     def identity(self) -> dict[str, Any]:
         """What defines a run's results: chunking and device do not change them."""
         params = self.as_params()
-        for key in ("chunk_size", "device", "batch_size", "batch_tokens"):
+        for key in ("chunk_size", "chunk_tokens", "device", "batch_size", "batch_tokens"):
             params.pop(key)
         return params
 

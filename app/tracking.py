@@ -13,13 +13,14 @@ the run in `mlflow_backlog` for `headlens runs --relog`.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import math
 import os
 import re
 import sys
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -174,3 +175,165 @@ class Tracker:
     @_tolerant
     def finish(self, run_id: str, *, failed: bool = False) -> None:
         self.client.set_terminated(run_id, status="FAILED" if failed else "FINISHED")
+
+
+# ---------------------------------------------------------------- helper process
+
+# MLflow's import (pandas, pyarrow, its SQLAlchemy store: about 2 s) and its store's first
+# queries are single-threaded work that a command would otherwise do before or after its
+# encoder pass. A helper process does them on another core while this one imports torch and
+# loads the encoder; the calls then travel over a pipe (pickled, length-prefixed).
+_HEADER = 8
+
+
+def _send(stream: Any, payload: Any) -> None:
+    import pickle
+
+    data = pickle.dumps(payload, protocol=pickle.HIGHEST_PROTOCOL)
+    stream.write(len(data).to_bytes(_HEADER, "little") + data)
+    stream.flush()
+
+
+def _receive(stream: Any) -> Any:
+    import pickle
+
+    header = stream.read(_HEADER)
+    if len(header) < _HEADER:
+        raise EOFError("the MLflow helper process exited")
+    return pickle.loads(stream.read(int.from_bytes(header, "little")))
+
+
+def _serve() -> None:
+    """The helper's loop: one Tracker, one reply per request, until stdin closes."""
+    import signal
+
+    # Ctrl-C reaches the whole process group: the command handles it (and marks its runs
+    # failed); the helper ends when the command closes its input or exits.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    requests = sys.stdin.buffer
+    replies = os.fdopen(os.dup(sys.stdout.fileno()), "wb")
+    os.dup2(sys.stderr.fileno(), sys.stdout.fileno())  # stray prints must not corrupt replies
+    sys.stdout = sys.stderr
+    settings = _receive(requests)
+    try:
+        tracker: Tracker | None = Tracker(settings)
+        failure: BaseException | None = None
+    except Exception as error:  # noqa: BLE001 - reported with every reply
+        tracker, failure = None, error
+    while True:
+        try:
+            method, args, kwargs = _receive(requests)
+        except EOFError:
+            return
+        try:
+            if tracker is None:
+                raise RuntimeError(f"MLflow could not start: {failure}")
+            reply = ("ok", getattr(tracker, method)(*args, **kwargs), tracker.error)
+        except Exception as error:  # noqa: BLE001 - raised again in the caller
+            reply = ("raise", RuntimeError(f"{type(error).__name__}: {error}"), None if tracker is None else tracker.error)
+        _send(replies, reply)
+
+
+class BackgroundTracker:
+    """A Tracker that lives in a helper process: same methods, same `error`.
+
+    Started early (`Tracker.background`), it imports MLflow while the caller loads its
+    model; the first call waits for it. A helper that dies or cannot import MLflow makes the
+    tracker inert with an error, like a tracking server that is down: the database run
+    stands and `headlens runs --relog` logs it later.
+    """
+
+    def __init__(self, settings: Settings):
+        import subprocess
+        from pathlib import Path
+
+        import app
+
+        self.settings = settings
+        self.error: str | None = None
+        root = str(Path(app.__file__).resolve().parents[1])
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [root, env.get("PYTHONPATH")]))
+        self._process = subprocess.Popen(
+            [sys.executable, "-c", "from app.tracking import _serve; _serve()"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            env=env,
+        )
+        self._used = False
+        _send(self._process.stdin, settings)
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+    def _call(self, method: str, *args: Any, **kwargs: Any) -> Any:
+        self._used = True
+        try:
+            _send(self._process.stdin, (method, args, kwargs))
+            outcome, value, error = _receive(self._process.stdout)
+        except (EOFError, OSError, ValueError) as failure:
+            if self.error is None:
+                self.error = f"the MLflow helper process failed ({failure})"
+                print(
+                    f"headlens: {self.error}; the results are in the database: "
+                    "`headlens runs --relog` logs them to MLflow later",
+                    file=sys.stderr,
+                )
+            return None
+        self.error = error
+        if outcome == "raise":
+            raise value
+        return value
+
+    def __getattr__(self, method: str) -> Callable[..., Any]:
+        if method.startswith("_") or not callable(getattr(Tracker, method, None)):
+            raise AttributeError(method)
+        return functools.partial(self._call, method)
+
+    def close(self) -> None:
+        """End the helper: every call has had its reply, so nothing is left to do there.
+
+        It exits when its input closes; one that was never called (every run already
+        finished) may still be importing MLflow and is stopped instead.
+        """
+        for stream in (self._process.stdin, self._process.stdout):
+            if stream is not None and not stream.closed:
+                with contextlib.suppress(OSError):
+                    stream.close()
+        if not self._used:
+            self._process.kill()
+        try:
+            self._process.wait(timeout=30)
+        except Exception:  # noqa: BLE001 - a helper that hangs is stopped
+            self._process.kill()
+            self._process.wait()
+
+
+_helper_wanted = False
+
+
+@contextlib.contextmanager
+def helper_process() -> Iterator[None]:
+    """Within: `early_tracker` starts MLflow in a helper process (the CLI sets this; a
+    notebook keeps MLflow in its own process, where it is imported once)."""
+    global _helper_wanted
+    before, _helper_wanted = _helper_wanted, True
+    try:
+        yield
+    finally:
+        _helper_wanted = before
+
+
+@contextlib.contextmanager
+def early_tracker(settings: Settings, *, local: bool = True) -> Iterator[BackgroundTracker | None]:
+    """A tracker started now in a helper process (inside `helper_process()`, for a local
+    pass), closed on the way out; otherwise None: the pass makes its own when it needs one."""
+    if not (_helper_wanted and local):
+        yield None
+        return
+    tracker = BackgroundTracker(settings)
+    try:
+        yield tracker
+    finally:
+        tracker.close()

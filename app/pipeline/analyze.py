@@ -8,7 +8,7 @@ transaction, so an interrupted pass resumes exactly where it stopped.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypedDict
@@ -125,13 +125,35 @@ def _analyze(
     it is in progress), the forward pass holds no database connection, and each chunk's rows
     are written with a checkpoint and a heartbeat in one short transaction.
     """
-    from app.analysis.registry import ANALYSES
-    from app.ingest.models import check_device
+    from app.tracking import early_tracker
 
     say = on_event or (lambda message: None)
     jobs = _jobs(analyses, weightings)
     if objective not in OBJECTIVES:
         raise UnknownName("objective", objective, list(OBJECTIVES))
+    # From the CLI, MLflow's import and its store's first queries (seconds on one core) run
+    # in a helper process while this one opens the database and loads the encoder.
+    with early_tracker(settings, local=distribute is None) as tracker:
+        return _analyze_runs(settings, jobs, model=model, corpus=corpus, config=config, force=force,
+                             say=say, distribute=distribute, objective=objective, tracker=tracker)
+
+
+def _analyze_runs(
+    settings: Settings,
+    jobs: list[tuple[str, str]],
+    *,
+    model: str,
+    corpus: str,
+    config: ExtractConfig,
+    force: bool,
+    say: Say,
+    distribute: Distribute | None,
+    objective: str,
+    tracker: Any,
+) -> list[RunSummary]:
+    from app.analysis.registry import ANALYSES
+    from app.ingest.models import check_device
+
     db = open_db(settings)
     check_device(config.device)
     work = Lifecycle(settings, db, "analysis", say)
@@ -162,7 +184,8 @@ def _analyze(
         for (mode, _overflow), batch in passes.items():
             first = configs[batch[0].analysis, batch[0].weighting]
             if distribute is None:
-                _run_pass(settings, db, target, first, batch, mode=mode, say=say, work=work)
+                _run_pass(settings, db, target, first, batch, mode=mode, say=say, work=work,
+                          tracker=tracker)
             else:
                 from app.pipeline.distributed import run_pass_on_workers
 
@@ -284,7 +307,9 @@ def _run_pass(
     mode: str,
     say: Say,
     work: Lifecycle,
+    tracker: Any = None,
 ) -> None:
+    """One engine pass; `tracker`: an MLflow tracker already started (default: a new one)."""
     from app.analysis.registry import ANALYSES
     from app.extract.align import Aligner, Skipped
     from app.extract.attention import AttentionEngine, length_order
@@ -332,7 +357,7 @@ def _run_pass(
         accumulators[summary.key] = spec.build(info.n_layers, info.n_heads, context)
         accumulators[summary.key].weighting = summary.weighting
     done_upto = {summary.key: 0 for summary in summaries}
-    tracker = Tracker(settings)
+    tracker = tracker or Tracker(settings)
     with session_scope(db) as session:
         for summary in summaries:
             if has_shards(session, summary.run_id):
@@ -371,9 +396,10 @@ def _run_pass(
     progress = progress_bar(
         len(encoded), start, f"{'+'.join(names)} {target.model} on {target.corpus}"
     )
+    lengths = [segment.n_tokens for segment in encoded]
     try:
-        for chunk_start in range(start, len(encoded), config.chunk_size):
-            chunk = encoded[chunk_start : chunk_start + config.chunk_size]
+        for chunk_start, chunk_stop in chunk_bounds(lengths, start, config, done_upto.values()):
+            chunk = encoded[chunk_start:chunk_stop]
             active = [name for name in names if done_upto[name] <= chunk_start]
             feed(chunk, [accumulators[name] for name in active], progress=progress)
             with session_scope(db) as session:
@@ -401,6 +427,33 @@ def _run_pass(
     finally:
         progress.close()
     close_mlflow_runs(db, tracker, summaries, accumulators, len(encoded), skipped)
+
+
+def chunk_bounds(
+    lengths: Sequence[int], start: int, config: ExtractConfig, resume_points: Iterable[int] = ()
+) -> list[tuple[int, int]]:
+    """[start, stop) chunks of the length-ordered segments from `start`, one checkpoint each.
+
+    A chunk holds `config.chunk_size` segments or, with `config.chunk_tokens`, as many as
+    fit that many word pieces (at least one). Every point where one of the pass's runs
+    resumes is also a cut, so that a chunk goes to the same runs from its first segment to
+    its last, whatever cut an earlier attempt used.
+    """
+    cuts = {point for point in resume_points if start < point < len(lengths)}
+    bounds: list[tuple[int, int]] = []
+    begin, pieces = start, 0
+    for index in range(start, len(lengths)):
+        if config.chunk_tokens is None:
+            full = index - begin >= config.chunk_size
+        else:
+            full = pieces + lengths[index] > config.chunk_tokens
+        if index > begin and (full or index in cuts):
+            bounds.append((begin, index))
+            begin, pieces = index, 0
+        pieces += lengths[index]
+    if begin < len(lengths):
+        bounds.append((begin, len(lengths)))
+    return bounds
 
 
 def open_mlflow_runs(
