@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import TypedDict
 
 from app import pipeline
-from app.config import DEFAULT_MODEL, Dtype, ExtractConfig, Settings
+from app.config import CHUNK_TOKENS, DEFAULT_MODEL, Dtype, ExtractConfig, Settings
 from app.errors import AnalysisUnavailable, AppError
 from app.report.tables import render
 from app.store.db import upgrade
@@ -134,7 +134,7 @@ def reproduce(settings: Settings, *, quick: bool = False, dtype: Dtype = "float3
     steps.heading("Surface patterns and clustering (paper §3, §6)")
     wiki = "wiki-segments" if not quick else "wiki-segments-quick"
     pipeline.ingest_corpus(settings, wiki, options={"source": "wiki-segments", "n_segments": plan.wiki_segments})
-    surface_config = ExtractConfig(dtype=dtype)
+    surface_config = ExtractConfig(dtype=dtype, chunk_tokens=CHUNK_TOKENS)
     # Norm-based maps (Kobayashi et al. 2020) come from the same forward pass, one extra run.
     steps.analyze(["surface", "clustering", "surface:norm"], model, wiki, surface_config)
     steps.analyze(["surface"], random_model, wiki, surface_config)
@@ -161,7 +161,8 @@ def reproduce(settings: Settings, *, quick: bool = False, dtype: Dtype = "float3
     pipeline.ingest_corpus(settings, treebank)
     pipeline.annotate(settings, treebank)
     # Accuracy tables stay in float32: bf16 can flip near-tied argmaxes (shared/STACK.md).
-    steps.analyze(["syntax", "examples", "syntax:norm"], model, treebank, ExtractConfig(limit=plan.syntax_limit))
+    steps.analyze(["syntax", "examples", "syntax:norm"], model, treebank,
+                  ExtractConfig(limit=plan.syntax_limit, chunk_tokens=CHUNK_TOKENS))
     for annotation, label in (("gold", "gold UD, mapped to the paper's relations"),
                               ("silver", "silver spaCy parse, Stanford-style labels")):
         steps.table(f"Table 1: best head per relation on {treebank} ({label})", "table1_relations",
@@ -174,7 +175,7 @@ def reproduce(settings: Settings, *, quick: bool = False, dtype: Dtype = "float3
     steps.heading("Coreference heads (paper §4.3, Table 2)")
     for corpus in plan.coref_corpora:
         pipeline.ingest_corpus(settings, corpus)
-        steps.analyze(["coref"], model, corpus, ExtractConfig())
+        steps.analyze(["coref"], model, corpus, ExtractConfig(chunk_tokens=CHUNK_TOKENS))
         steps.table(f"Table 2: antecedent selection on {corpus}", "table2_coref", model=model, corpus=corpus)
 
     steps.heading("Probing classifiers (paper §5, Table 3)")
@@ -214,7 +215,7 @@ def reproduce(settings: Settings, *, quick: bool = False, dtype: Dtype = "float3
         pipeline.ingest_model(settings, "mpnet")
         steps.analyze(["surface"], "mpnet", wiki, surface_config)
         steps.analyze(["gradients"], "mpnet", wiki, surface_config, objective="contrastive")
-        steps.analyze(["syntax"], "mpnet", treebank, ExtractConfig(limit=plan.syntax_limit))
+        steps.analyze(["syntax"], "mpnet", treebank, ExtractConfig(limit=plan.syntax_limit, chunk_tokens=CHUNK_TOKENS))
         steps.table("Layer by layer at the same relative depth", "compare_models",
                     params={"model_a": model, "model_b": "mpnet", "corpus": wiki})
         steps.table(f"Table 1 for mpnet on {treebank} (gold UD)", "table1_relations", model="mpnet", corpus=treebank)

@@ -126,6 +126,10 @@ def test_contrastive_gradients_run_on_an_encoder_without_mlm_head(settings, tiny
         settings, ["gradients"], model="tiny", corpus="pairs", config=ExtractConfig(),
         objective="contrastive",
     )
+    first = pipeline.run_query(
+        settings, None, sql="select layer, head, metric, value from head_metrics where run_id = :r order by all",
+        params={"r": summary.run_id},
+    )
     rows = pipeline.run_query(
         settings, "gradients_by_layer", model="tiny", params={"objective": "contrastive"}
     )
@@ -135,6 +139,15 @@ def test_contrastive_gradients_run_on_an_encoder_without_mlm_head(settings, tiny
         params={"r": summary.run_id},
     )
     assert (variant["weighting"][0], variant["objective"][0]) == ("weight", "contrastive")
+    # A token cut of the checkpoints (what the CLI sets) would split the two pairs into two
+    # groups of one, changing the loss: contrastive passes keep whole groups, same metrics.
+    (cut,) = pipeline.analyze(
+        settings, ["gradients"], model="tiny", corpus="pairs", config=ExtractConfig(chunk_tokens=1),
+        objective="contrastive", force=True,
+    )
+    metrics = "select layer, head, metric, value from head_metrics where run_id = :r order by all"
+    again = pipeline.run_query(settings, None, sql=metrics, params={"r": cut.run_id})
+    assert cut.run_id == summary.run_id and again.equals(first)
     # A corpus of single sentences has no pairs: refused with what to use instead.
     pipeline.ingest_corpus(settings, "toy", fmt="conllu", path=str(FIXTURES / "toy.conllu"))
     with pytest.raises(AnalysisUnavailable, match="paragraph pairs"):

@@ -397,6 +397,10 @@ def _run_pass(
         len(encoded), start, f"{'+'.join(names)} {target.model} on {target.corpus}"
     )
     lengths = [segment.n_tokens for segment in encoded]
+    if mode == "gradients:contrastive":
+        # Pairs go in groups of CONTRASTIVE_PAIRS within a chunk, and the group is part of
+        # the loss (in-batch negatives): chunks of chunk_size pairs, never a token cut.
+        config = replace(config, chunk_tokens=None)
     try:
         for chunk_start, chunk_stop in chunk_bounds(lengths, start, config, done_upto.values()):
             chunk = encoded[chunk_start:chunk_stop]
