@@ -335,17 +335,17 @@ class CollatedSet:
         return ProbeBatch(n_words=n_words, valid=valid, **tensors)
 
 
-# The map axis of each attention field of a bucket ([row, ...]), for CollatedSet.batch(maps=).
-_MAP_AXIS = {"by_query": 2, "by_key": 2, "to_special": 1, "from_special": 1}
+# The map axis of each attention field, in a bucket ([row, ...]) and in a ProbeBatch alike.
+MAP_AXIS = {"by_query": 2, "by_key": 2, "to_special": 1, "from_special": 1}
 
 
 def _gather(value: Any, name: str, rows: torch.Tensor, maps: torch.Tensor | None) -> torch.Tensor:
     """A bucket field's rows, with only `maps` of its attention fields."""
-    if maps is None or name not in _MAP_AXIS:
+    if maps is None or name not in MAP_AXIS:
         return value.index_select(0, rows)
     if isinstance(value, SpilledRows):
         return value.select_maps(rows, maps)
-    return value.index_select(0, rows).index_select(_MAP_AXIS[name], maps)
+    return value.index_select(0, rows).index_select(MAP_AXIS[name], maps)
 
 
 def both_layouts(

@@ -53,6 +53,7 @@ from app.analysis.probe_models import (  # noqa: F401 - re-exported: the probes'
     ATTENTION_KINDS,
     GLOVE_KINDS,
     IGNORE,
+    MAP_AXIS,
     PROBE_KINDS,
     PUNCT,
     AttentionGloveProbe,
@@ -464,8 +465,7 @@ def _view(batch: ProbeBatch, positions: torch.Tensor | None) -> ProbeBatch:
     """The batch with only the maps at `positions` (the same batch for None)."""
     if positions is None:
         return batch
-    chosen = {name: getattr(batch, name).index_select(axis, positions)
-              for name, axis in (("by_query", 2), ("by_key", 2), ("to_special", 1), ("from_special", 1))}
+    chosen = {name: getattr(batch, name).index_select(axis, positions) for name, axis in MAP_AXIS.items()}
     return replace(batch, **chosen)
 
 
