@@ -34,17 +34,48 @@ _names = itertools.count()
 def _as_arrow(columns: Mapping[str, np.ndarray]):
     import pyarrow as pa
 
-    arrays = {}
-    for name, values in columns.items():
-        if isinstance(values, np.ma.MaskedArray):  # nullable numbers: masked -> NULL
-            arrays[name] = pa.array(values.data, mask=np.ma.getmaskarray(values))
-            continue
-        array = np.asarray(values)
-        if array.dtype == object:
-            arrays[name] = pa.array(list(array), from_pandas=True)
-        else:
-            arrays[name] = pa.array(array)
-    return pa.table(arrays)
+    return pa.table({name: _arrow_array(values) for name, values in columns.items()})
+
+
+def _arrow_array(values: np.ndarray | list[Any]):
+    """One column as an Arrow array, built from its buffers where the layout allows.
+
+    `pa.array` imports pandas on first use (to check for pandas inputs), about 0.4 s that
+    every `headlens analyze` paid at its first write; numbers, booleans (masked = NULL) and text are
+    handed to Arrow as buffers instead (`pa.Array.from_buffers`), without a copy for numbers.
+    Anything else (dates, mixed objects) goes through `pa.array`.
+    """
+    import pyarrow as pa
+
+    mask = np.ma.getmaskarray(values) if isinstance(values, np.ma.MaskedArray) else None
+    array = np.ascontiguousarray(values.data if isinstance(values, np.ma.MaskedArray) else values)
+    if array.dtype.kind == "U":  # a list of str given as is
+        array = array.astype(object)
+    if array.dtype.kind in "iuf":
+        arrow_type = pa.from_numpy_dtype(array.dtype)
+        return pa.Array.from_buffers(arrow_type, len(array), [_validity(mask), pa.py_buffer(array)])
+    if array.dtype == bool:
+        bits = pa.py_buffer(np.packbits(array, bitorder="little"))
+        return pa.Array.from_buffers(pa.bool_(), len(array), [_validity(mask), bits])
+    if array.dtype == object and mask is None and all(v is None or type(v) is str for v in array):
+        missing = np.fromiter((v is None for v in array), dtype=bool, count=len(array))
+        encoded = [b"" if v is None else v.encode() for v in array]
+        offsets = np.zeros(len(encoded) + 1, dtype=np.int64)
+        np.cumsum([len(text) for text in encoded], out=offsets[1:])
+        buffers = [_validity(missing), pa.py_buffer(offsets), pa.py_buffer(b"".join(encoded))]
+        return pa.Array.from_buffers(pa.large_string(), len(encoded), buffers)
+    if mask is not None:
+        return pa.array(array, mask=mask)
+    return pa.array(list(array) if array.dtype == object else array, from_pandas=True)
+
+
+def _validity(missing: np.ndarray | None):
+    """Arrow's validity bitmap (1 = present, least significant bit first), or None."""
+    import pyarrow as pa
+
+    if missing is None or not missing.any():
+        return None
+    return pa.py_buffer(np.packbits(~missing, bitorder="little"))
 
 
 def _sequence_of(table_name: str) -> Sequence | None:
