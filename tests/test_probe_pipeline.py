@@ -66,10 +66,23 @@ def test_table3_rows_for_baselines_and_probes(ready) -> None:  # type: ignore[no
     assert table.loc["right_branching", "paper"] == 26
 
 
-def test_a_probe_group_records_each_probe_as_if_trained_alone(ready, tiny_bert, _migrated_template, tmp_path_factory) -> None:  # type: ignore[no-untyped-def]
+def test_a_probe_group_records_each_probe_as_if_trained_alone(ready, tiny_bert, _migrated_template, tmp_path_factory, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from app.pipeline import probe as probe_module
+
+    logged: list[tuple[int, bool]] = []  # (epoch, heartbeat) of every member's epoch log
+    log_epoch = probe_module._log_epoch
+
+    def spy(*args, **kwargs):  # type: ignore[no-untyped-def]
+        logged.append((args[5].epoch, kwargs.get("heartbeat", True)))
+        return log_epoch(*args, **kwargs)
+
+    monkeypatch.setattr(probe_module, "_log_epoch", spy)
     group = [("attn", None), ("attn_glove", (1,)), ("attn_glove", None)]
     together = probe_group(ready, group, model="tiny", options=QUICK, **SPLITS)
     assert [result.state for result in together] == ["new"] * 3
+    # Every member logs each of its epochs; one heartbeat an epoch renews all the claims.
+    epochs = {epoch for epoch, _ in logged}
+    assert len(logged) > len(epochs) and all(sum(beat for e, beat in logged if e == epoch) == 1 for epoch in epochs)
     client = MlflowClient(tracking_uri=ready.mlflow_uri)
     for (kind, _), result in zip(group, together):
         run = client.get_run(result.mlflow_run_id)

@@ -340,9 +340,12 @@ def probe_group(settings: Settings, specs: Sequence[tuple[str, tuple[int, ...] |
             for one, state in pending:
                 _open_run(tracker, settings, db, work, one, state.result, data, mlflow_parent=None)
 
+            beaten: set[int] = set()  # epochs whose heartbeat is written: one covers every claim
+
             def on_epoch(position: int, log: Any) -> None:
                 one, state = pending[position]
-                _log_epoch(tracker, db, work, one, state.result, log, say)
+                _log_epoch(tracker, db, work, one, state.result, log, say, heartbeat=log.epoch not in beaten)
+                beaten.add(log.epoch)
 
             spill = _spill_folder(settings)
             trained = probes.train_probes([one.config for one, _ in pending], data.examples["train"],
@@ -547,13 +550,14 @@ def _open_run(tracker: Tracker, settings: Settings, db: Engine, work: Lifecycle,
 
 
 def _log_epoch(tracker: Tracker, db: Engine, work: Lifecycle, planned: _Planned, result: ProbeResult,
-               log: Any, say: Say) -> None:
+               log: Any, say: Say, *, heartbeat: bool = True) -> None:
     metric = planned.config.metric
     tracker.log_metrics(result.mlflow_run_id, {"train_loss": log.train_loss, f"dev_{metric}": log.dev_score},
                         step=log.epoch)
     say(f"{planned.label} epoch {log.epoch}: train loss {log.train_loss:.3f}, dev {metric} {log.dev_score:.1f}")
-    with session_scope(db) as session:
-        work.heartbeat(session)
+    if heartbeat:  # the Lifecycle's heartbeat renews all its claims: a group needs one an epoch
+        with session_scope(db) as session:
+            work.heartbeat(session)
 
 
 def _record(tracker: Tracker, settings: Settings, db: Engine, work: Lifecycle, planned: _Planned,
