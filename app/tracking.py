@@ -182,39 +182,17 @@ class Tracker:
 # MLflow's import (pandas, pyarrow, its SQLAlchemy store: about 2 s) and its store's first
 # queries are single-threaded work that a command would otherwise do before or after its
 # encoder pass. A helper process does them on another core while this one imports torch and
-# loads the encoder; the calls then travel over a pipe (pickled, length-prefixed).
-_HEADER = 8
+# loads the encoder; the calls then travel over a multiprocessing pipe. The helper is
+# spawned, not forked: the command may already hold torch's threads.
 
 
-def _send(stream: Any, payload: Any) -> None:
-    import pickle
-
-    data = pickle.dumps(payload, protocol=pickle.HIGHEST_PROTOCOL)
-    stream.write(len(data).to_bytes(_HEADER, "little") + data)
-    stream.flush()
-
-
-def _receive(stream: Any) -> Any:
-    import pickle
-
-    header = stream.read(_HEADER)
-    if len(header) < _HEADER:
-        raise EOFError("the MLflow helper process exited")
-    return pickle.loads(stream.read(int.from_bytes(header, "little")))
-
-
-def _serve() -> None:
-    """The helper's loop: one Tracker, one reply per request, until stdin closes."""
+def _serve(connection: Any, settings: Settings) -> None:
+    """The helper's loop: one Tracker, one reply per request, until the pipe closes."""
     import signal
 
     # Ctrl-C reaches the whole process group: the command handles it (and marks its runs
-    # failed); the helper ends when the command closes its input or exits.
+    # failed); the helper ends when the command closes the pipe or exits.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    requests = sys.stdin.buffer
-    replies = os.fdopen(os.dup(sys.stdout.fileno()), "wb")
-    os.dup2(sys.stderr.fileno(), sys.stdout.fileno())  # stray prints must not corrupt replies
-    sys.stdout = sys.stderr
-    settings = _receive(requests)
     try:
         tracker: Tracker | None = Tracker(settings)
         failure: BaseException | None = None
@@ -222,7 +200,7 @@ def _serve() -> None:
         tracker, failure = None, error
     while True:
         try:
-            method, args, kwargs = _receive(requests)
+            method, args, kwargs = connection.recv()
         except EOFError:
             return
         try:
@@ -231,37 +209,31 @@ def _serve() -> None:
             reply = ("ok", getattr(tracker, method)(*args, **kwargs), tracker.error)
         except Exception as error:  # noqa: BLE001 - raised again in the caller
             reply = ("raise", RuntimeError(f"{type(error).__name__}: {error}"), None if tracker is None else tracker.error)
-        _send(replies, reply)
+        connection.send(reply)
 
 
 class BackgroundTracker:
     """A Tracker that lives in a helper process: same methods, same `error`.
 
-    Started early (`Tracker.background`), it imports MLflow while the caller loads its
-    model; the first call waits for it. A helper that dies or cannot import MLflow makes the
+    Started early (`early_tracker`), it imports MLflow while the caller loads its model;
+    the first call waits for it. A helper that dies or cannot import MLflow makes the
     tracker inert with an error, like a tracking server that is down: the database run
     stands and `headlens runs --relog` logs it later.
     """
 
     def __init__(self, settings: Settings):
-        import subprocess
-        from pathlib import Path
+        import multiprocessing
 
-        import app
-
+        context = multiprocessing.get_context("spawn")
         self.settings = settings
         self.error: str | None = None
-        root = str(Path(app.__file__).resolve().parents[1])
-        env = dict(os.environ)
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [root, env.get("PYTHONPATH")]))
-        self._process = subprocess.Popen(
-            [sys.executable, "-c", "from app.tracking import _serve; _serve()"],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            env=env,
-        )
+        self._connection, theirs = context.Pipe()
+        # Daemonic: multiprocessing stops it when the command exits, however it exits.
+        self._process = context.Process(target=_serve, args=(theirs, settings), daemon=True,
+                                        name="headlens-mlflow")
+        self._process.start()
+        theirs.close()  # the helper's end: closed here, so a helper that dies is an EOF
         self._used = False
-        _send(self._process.stdin, settings)
 
     @property
     def ok(self) -> bool:
@@ -270,11 +242,11 @@ class BackgroundTracker:
     def _call(self, method: str, *args: Any, **kwargs: Any) -> Any:
         self._used = True
         try:
-            _send(self._process.stdin, (method, args, kwargs))
-            outcome, value, error = _receive(self._process.stdout)
-        except (EOFError, OSError, ValueError) as failure:
+            self._connection.send((method, args, kwargs))
+            outcome, value, error = self._connection.recv()
+        except (EOFError, OSError) as failure:
             if self.error is None:
-                self.error = f"the MLflow helper process failed ({failure})"
+                self.error = f"the MLflow helper process failed ({type(failure).__name__}: {failure})"
                 print(
                     f"headlens: {self.error}; the results are in the database: "
                     "`headlens runs --relog` logs them to MLflow later",
@@ -294,20 +266,16 @@ class BackgroundTracker:
     def close(self) -> None:
         """End the helper: every call has had its reply, so nothing is left to do there.
 
-        It exits when its input closes; one that was never called (every run already
+        It exits when the pipe closes; one that was never called (every run already
         finished) may still be importing MLflow and is stopped instead.
         """
-        for stream in (self._process.stdin, self._process.stdout):
-            if stream is not None and not stream.closed:
-                with contextlib.suppress(OSError):
-                    stream.close()
+        self._connection.close()
         if not self._used:
             self._process.kill()
-        try:
-            self._process.wait(timeout=30)
-        except Exception:  # noqa: BLE001 - a helper that hangs is stopped
+        self._process.join(timeout=30)
+        if self._process.exitcode is None:  # a helper that hangs is stopped
             self._process.kill()
-            self._process.wait()
+            self._process.join()
 
 
 _helper_wanted = False

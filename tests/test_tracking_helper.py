@@ -4,6 +4,7 @@ an in-process Tracker's would, and a helper that dies must act like a server tha
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from click.testing import CliRunner
@@ -38,18 +39,18 @@ def test_ctrl_c_is_left_to_the_command(settings: Settings) -> None:
     tracker = BackgroundTracker(settings)
     try:
         assert tracker.exists("0" * 32) is False  # ready: its SIGINT handler is set
-        tracker._process.send_signal(signal.SIGINT)
+        os.kill(tracker._process.pid, signal.SIGINT)
         time.sleep(0.2)
-        assert tracker._process.poll() is None and tracker.exists("0" * 32) is False
+        assert tracker._process.is_alive() and tracker.exists("0" * 32) is False
     finally:
         tracker.close()
-    assert tracker._process.returncode == 0
+    assert tracker._process.exitcode == 0
 
 
 def test_a_helper_that_dies_makes_the_tracker_inert(settings: Settings) -> None:
     tracker = BackgroundTracker(settings)
     tracker._process.kill()
-    tracker._process.wait()
+    tracker._process.join()
     assert tracker.start("headlens/x", "r", {}, {}) is None
     assert tracker.error is not None and "helper" in tracker.error and not tracker.ok
     assert tracker.finish("abc") is None  # later calls do nothing, raise nothing
@@ -65,7 +66,7 @@ def test_only_inside_helper_process_is_a_helper_started(settings: Settings) -> N
         with early_tracker(settings) as tracker:
             assert isinstance(tracker, BackgroundTracker)
             process = tracker._process
-    assert process.poll() is not None  # never called: stopped on the way out, not left behind
+    assert not process.is_alive()  # never called: stopped on the way out, not left behind
     with early_tracker(settings) as tracker:
         assert tracker is None  # the switch does not outlive its block
 
