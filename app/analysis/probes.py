@@ -462,10 +462,19 @@ class _BatchReader:
 
 
 def _view(batch: ProbeBatch, positions: torch.Tensor | None) -> ProbeBatch:
-    """The batch with only the maps at `positions` (the same batch for None)."""
+    """The batch with only the maps at `positions` (the same batch for None).
+
+    A run of consecutive maps (one layer's heads: the maps are layer-major) is a view, not a
+    copy: the kernels read any strides, and copying six layers' maps out of the batch cost
+    more than the six probes' matmuls.
+    """
     if positions is None:
         return batch
-    chosen = {name: getattr(batch, name).index_select(axis, positions) for name, axis in MAP_AXIS.items()}
+    start, count = int(positions[0]), len(positions)
+    if torch.equal(positions, torch.arange(start, start + count, dtype=positions.dtype)):
+        chosen = {name: getattr(batch, name).narrow(axis, start, count) for name, axis in MAP_AXIS.items()}
+    else:
+        chosen = {name: getattr(batch, name).index_select(axis, positions) for name, axis in MAP_AXIS.items()}
     return replace(batch, **chosen)
 
 
