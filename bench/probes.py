@@ -18,7 +18,12 @@ The epoch time over the whole train set is extrapolated from `--sentences` (a ra
 of the lengths) when it is smaller than the treebank. Samples have flattered "after" (attn_glove
 spilled: 0.75x of before at 1000-4000 sentences, 1.0x over all 12544): compare on the full set.
 
+`--compare-threads 1,2` times instead today's spilled epoch (what `headlens probe` runs) in wall
+seconds at each torch thread count, interleaved: a probe's operations are many small ones,
+which a second thread may slow down rather than speed up.
+
 Usage: python bench/probes.py [--sentences 2000] [--kinds attn_glove,attn] [--threads 2] [--repeats 3]
+                              [--compare-threads 1,2]
 """
 
 from __future__ import annotations
@@ -147,8 +152,9 @@ PREVIOUS = {AttentionProbe: previous_attention_forward, AttentionGloveProbe: pre
             DistanceGloveProbe: previous_distance_forward}
 
 
-def epoch(config: ProbeConfig, examples: list[ProbeExample], mode: str, spill: str = "") -> float:
-    """CPU seconds (time of this process) of one epoch of `mode`, collation excluded."""
+def epoch(config: ProbeConfig, examples: list[ProbeExample], mode: str, spill: str = "",
+          clock=time.process_time) -> float:
+    """CPU seconds (time of this process; or `clock`) of one epoch of `mode`, collation excluded."""
     torch.manual_seed(0)
     module = _build(config, examples[0])
     optimizer = torch.optim.Adam(module.parameters(), lr=config.lr)
@@ -164,7 +170,7 @@ def epoch(config: ProbeConfig, examples: list[ProbeExample], mode: str, spill: s
         collated = CollatedSet(examples, config.kind, map_index, device)
     if before and type(module) in PREVIOUS:  # the previous code's forward and backward
         module.forward = PREVIOUS[type(module)].__get__(module)  # type: ignore[method-assign]
-    start = time.process_time()
+    start = clock()
     try:
         for indices in batches(collated.lengths, config.batch_size, generator):
             optimizer.zero_grad()
@@ -174,7 +180,23 @@ def epoch(config: ProbeConfig, examples: list[ProbeExample], mode: str, spill: s
             optimizer.step()
     finally:
         collated.close()
-    return time.process_time() - start
+    return clock() - start
+
+
+def compare_threads(kinds: list[str], examples: list[ProbeExample], counts: list[int], repeats: int,
+                    scale: float) -> None:
+    """Wall seconds of one spilled epoch at each thread count, interleaved; the fastest of `repeats`."""
+    print(f"wall seconds of one spilled epoch (the fastest of {repeats}, interleaved), scaled to all of EWT train")
+    print(f"{'kind':15} " + " ".join(f"{f'{n} thread(s)':>12}" for n in counts))
+    for kind in kinds:
+        config = ProbeConfig(kind=kind)  # type: ignore[arg-type]
+        runs: dict[int, list[float]] = {n: [] for n in counts}
+        for _ in range(repeats):
+            for n in counts:
+                torch.set_num_threads(n)
+                with tempfile.TemporaryDirectory() as spill:
+                    runs[n].append(epoch(config, examples, "spilled", spill, clock=time.perf_counter) * scale)
+        print(f"{kind:15} " + " ".join(f"{min(runs[n]):12.1f}" for n in counts))
 
 
 def main() -> None:
@@ -183,6 +205,7 @@ def main() -> None:
     parser.add_argument("--kinds", default="attn_glove,attn,structural,distance_glove")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=1, help="epochs per mode; the fastest is shown")
+    parser.add_argument("--compare-threads", metavar="N,M", help="wall time of the spilled epoch at these thread counts")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     all_lengths = treebank_lengths(TRAIN)
@@ -192,6 +215,10 @@ def main() -> None:
     examples = synthetic(lengths, 72)
     print(f"{len(lengths)} sentences with UD EWT train lengths (mean {lengths.mean():.1f} words; the train set has "
           f"{len(all_lengths)}), 72 float16 maps, batch 32, {torch.get_num_threads()} threads")
+    if args.compare_threads:
+        compare_threads(args.kinds.split(","), examples, [int(n) for n in args.compare_threads.split(",")],
+                        args.repeats, scale)
+        return
     print(f"CPU seconds of one epoch (process time: steadier than wall time on a shared machine; the fastest of "
           f"{args.repeats}), scaled to all of EWT train")
     print(f"{'kind':15} {'before: in memory':>17} {'spilled':>8} {'after: in memory':>17} {'spilled':>8} {'speed-up':>9}")
