@@ -85,16 +85,43 @@ def _migrated_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-@pytest.fixture
-def settings(tmp_path: Path, _migrated_template: Path) -> Settings:
-    database = tmp_path / "headlens.duckdb"
-    shutil.copy(_migrated_template, database)
+@pytest.fixture(scope="session")
+def _mlflow_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An empty local MLflow store, created once: MLflow runs its own ~40 Alembic
+    migrations on a fresh store (2 s quiet, 8 s on a busy machine), in every test and in
+    every CLI child otherwise. Tests get a copy; the creation itself stays covered by the
+    tests whose store is not from `settings` (the wheel, `populated`, ...)."""
+    from mlflow.tracking import MlflowClient
+
+    path = tmp_path_factory.mktemp("mlflow-template") / "mlflow.db"
+    MlflowClient(tracking_uri=f"sqlite:///{path}").search_experiments()
+    return path
+
+
+def fresh_mlflow_store(mlruns_dir: Path, mlflow_template: Path) -> None:
+    """An empty local MLflow store in `mlruns_dir`, as MLflow would create it, without the wait."""
+    mlruns_dir.mkdir(parents=True, exist_ok=True)
+    shutil.copy(mlflow_template, mlruns_dir / "mlflow.db")
+
+
+def local_settings(root: Path, template: Path, mlflow_template: Path | None = None) -> Settings:
+    """Settings under `root`: a copy of the migrated database and, when given, of the empty
+    MLflow store."""
+    database = root / "headlens.duckdb"
+    shutil.copy(template, database)
+    if mlflow_template is not None:
+        fresh_mlflow_store(root / "mlruns", mlflow_template)
     return Settings(
         db_url=f"duckdb:///{database}",
-        mlruns_dir=tmp_path / "mlruns",
+        mlruns_dir=root / "mlruns",
         data_dir=SHARED_DATA if SHARED_DATA.is_dir() else None,
-        cache_dir=tmp_path / "cache",
+        cache_dir=root / "cache",
     )
+
+
+@pytest.fixture
+def settings(tmp_path: Path, _migrated_template: Path, _mlflow_template: Path) -> Settings:
+    return local_settings(tmp_path, _migrated_template, _mlflow_template)
 
 
 @pytest.fixture
@@ -179,7 +206,8 @@ def pg_url(postgres: PostgresServer) -> str:
 
 @pytest.fixture(scope="session")
 def populated_pg(
-    tmp_path_factory: pytest.TempPathFactory, tiny_bert_mlm: Path, postgres: PostgresServer
+    tmp_path_factory: pytest.TempPathFactory, tiny_bert_mlm: Path, postgres: PostgresServer,
+    _mlflow_template: Path,
 ) -> Settings:
     """`populated`, built the same way on PostgreSQL."""
     from app.store.db import upgrade
@@ -187,6 +215,7 @@ def populated_pg(
     root = tmp_path_factory.mktemp("populated-pg")
     url = postgres.create_database()
     upgrade(url)
+    fresh_mlflow_store(root / "mlruns", _mlflow_template)
     settings = Settings(
         db_url=url,
         mlruns_dir=root / "mlruns",
