@@ -142,18 +142,12 @@ FIXTURES = Path(__file__).parent / "fixtures"
 
 @pytest.fixture(scope="session")
 def populated(
-    tmp_path_factory: pytest.TempPathFactory, tiny_bert_mlm: Path, _migrated_template: Path
+    tmp_path_factory: pytest.TempPathFactory, tiny_bert_mlm: Path, _migrated_template: Path,
+    _mlflow_template: Path,
 ) -> Settings:
     """A database with a run of every analysis on a tiny model (with an MLM head, so the
     gradients run too) and its random-init twin: the queries' and the report's playground."""
-    root = tmp_path_factory.mktemp("populated")
-    shutil.copy(_migrated_template, root / "headlens.duckdb")
-    settings = Settings(
-        db_url=f"duckdb:///{root / 'headlens.duckdb'}",
-        mlruns_dir=root / "mlruns",
-        data_dir=SHARED_DATA if SHARED_DATA.is_dir() else None,
-        cache_dir=root / "cache",
-    )
+    settings = local_settings(tmp_path_factory.mktemp("populated"), _migrated_template, _mlflow_template)
     populate(settings, tiny_bert_mlm)
     return settings
 
