@@ -1,4 +1,5 @@
-"""Shared fixtures: a tiny random BERT built on the fly, a migrated database per test.
+"""Shared fixtures: a tiny random BERT built on the fly, a migrated database and an empty
+MLflow store per test (copies of templates made once per session), one PostgreSQL.
 
 Nothing is loaded at import time; the packaged MiniLM is used only by tests marked slow.
 """
