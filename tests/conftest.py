@@ -1,4 +1,5 @@
-"""Shared fixtures: a tiny random BERT built on the fly, a migrated database per test.
+"""Shared fixtures: a tiny random BERT built on the fly, a migrated database and an empty
+MLflow store per test (copies of templates made once per session), one PostgreSQL.
 
 Nothing is loaded at import time; the packaged MiniLM is used only by tests marked slow.
 """
@@ -28,6 +29,20 @@ TOKENIZER_FILES = (
     "tokenizer_config.json",
     "special_tokens_map.json",
 )
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Start the slow, CPU-bound mypy check now if it is selected (see tests/early_mypy.py)."""
+    from tests import early_mypy
+
+    if any(item.nodeid.endswith("test_types.py::test_mypy_finds_no_errors") for item in session.items):
+        early_mypy.start()
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    from tests import early_mypy
+
+    early_mypy.stop()
 
 
 def _minilm_dir() -> Path:
@@ -85,16 +100,43 @@ def _migrated_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-@pytest.fixture
-def settings(tmp_path: Path, _migrated_template: Path) -> Settings:
-    database = tmp_path / "headlens.duckdb"
-    shutil.copy(_migrated_template, database)
+@pytest.fixture(scope="session")
+def _mlflow_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An empty local MLflow store, created once: MLflow runs its own ~40 Alembic
+    migrations on a fresh store (2 s quiet, 8 s on a busy machine), in every test and in
+    every CLI child otherwise. Tests get a copy; the creation itself stays covered by the
+    tests whose store is not from `settings` (the wheel, `populated`, ...)."""
+    from mlflow.tracking import MlflowClient
+
+    path = tmp_path_factory.mktemp("mlflow-template") / "mlflow.db"
+    MlflowClient(tracking_uri=f"sqlite:///{path}").search_experiments()
+    return path
+
+
+def fresh_mlflow_store(mlruns_dir: Path, mlflow_template: Path) -> None:
+    """An empty local MLflow store in `mlruns_dir`, as MLflow would create it, without the wait."""
+    mlruns_dir.mkdir(parents=True, exist_ok=True)
+    shutil.copy(mlflow_template, mlruns_dir / "mlflow.db")
+
+
+def local_settings(root: Path, template: Path, mlflow_template: Path | None = None) -> Settings:
+    """Settings under `root`: a copy of the migrated database and, when given, of the empty
+    MLflow store."""
+    database = root / "headlens.duckdb"
+    shutil.copy(template, database)
+    if mlflow_template is not None:
+        fresh_mlflow_store(root / "mlruns", mlflow_template)
     return Settings(
         db_url=f"duckdb:///{database}",
-        mlruns_dir=tmp_path / "mlruns",
+        mlruns_dir=root / "mlruns",
         data_dir=SHARED_DATA if SHARED_DATA.is_dir() else None,
-        cache_dir=tmp_path / "cache",
+        cache_dir=root / "cache",
     )
+
+
+@pytest.fixture
+def settings(tmp_path: Path, _migrated_template: Path, _mlflow_template: Path) -> Settings:
+    return local_settings(tmp_path, _migrated_template, _mlflow_template)
 
 
 @pytest.fixture
@@ -115,18 +157,12 @@ FIXTURES = Path(__file__).parent / "fixtures"
 
 @pytest.fixture(scope="session")
 def populated(
-    tmp_path_factory: pytest.TempPathFactory, tiny_bert_mlm: Path, _migrated_template: Path
+    tmp_path_factory: pytest.TempPathFactory, tiny_bert_mlm: Path, _migrated_template: Path,
+    _mlflow_template: Path,
 ) -> Settings:
     """A database with a run of every analysis on a tiny model (with an MLM head, so the
     gradients run too) and its random-init twin: the queries' and the report's playground."""
-    root = tmp_path_factory.mktemp("populated")
-    shutil.copy(_migrated_template, root / "headlens.duckdb")
-    settings = Settings(
-        db_url=f"duckdb:///{root / 'headlens.duckdb'}",
-        mlruns_dir=root / "mlruns",
-        data_dir=SHARED_DATA if SHARED_DATA.is_dir() else None,
-        cache_dir=root / "cache",
-    )
+    settings = local_settings(tmp_path_factory.mktemp("populated"), _migrated_template, _mlflow_template)
     populate(settings, tiny_bert_mlm)
     return settings
 
@@ -179,7 +215,8 @@ def pg_url(postgres: PostgresServer) -> str:
 
 @pytest.fixture(scope="session")
 def populated_pg(
-    tmp_path_factory: pytest.TempPathFactory, tiny_bert_mlm: Path, postgres: PostgresServer
+    tmp_path_factory: pytest.TempPathFactory, tiny_bert_mlm: Path, postgres: PostgresServer,
+    _mlflow_template: Path,
 ) -> Settings:
     """`populated`, built the same way on PostgreSQL."""
     from app.store.db import upgrade
@@ -187,6 +224,7 @@ def populated_pg(
     root = tmp_path_factory.mktemp("populated-pg")
     url = postgres.create_database()
     upgrade(url)
+    fresh_mlflow_store(root / "mlruns", _mlflow_template)
     settings = Settings(
         db_url=url,
         mlruns_dir=root / "mlruns",

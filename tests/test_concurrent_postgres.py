@@ -14,10 +14,10 @@ from sqlalchemy import text
 from app import pipeline
 from app.config import Settings
 from app.store.db import make_engine, upgrade
-from tests.conftest import FIXTURES, REPO_ROOT
+from tests.conftest import FIXTURES, REPO_ROOT, fresh_mlflow_store
 
 
-def test_two_analyses_and_a_probe_at_once(pg_url: str, tiny_bert: Path, tmp_path: Path) -> None:
+def test_two_analyses_and_a_probe_at_once(pg_url: str, tiny_bert: Path, tmp_path: Path, _mlflow_template: Path) -> None:
     upgrade(pg_url)
     settings = Settings(db_url=pg_url, mlruns_dir=tmp_path / "mlruns", data_dir=None, cache_dir=tmp_path / "cache")
     pipeline.ingest_model(settings, "tiny", str(tiny_bert))
@@ -26,6 +26,7 @@ def test_two_analyses_and_a_probe_at_once(pg_url: str, tiny_bert: Path, tmp_path
 
     def headlens(name: str, *args: str) -> subprocess.Popen[bytes]:
         # Own MLflow stores: this test is about the database (a team shares one mlflow server).
+        fresh_mlflow_store(tmp_path / f"mlruns-{name}", _mlflow_template)
         common = ["--db", pg_url, "--mlruns", str(tmp_path / f"mlruns-{name}"), "--cache-dir", str(tmp_path / "cache")]
         env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "OMP_NUM_THREADS": "1", "MLFLOW_TRACKING_URI": ""}
         return subprocess.Popen([sys.executable, "-m", "app", *common, *args], env=env,

@@ -1,6 +1,6 @@
 """`--workers N`: Ray actors write Parquet shards that the driver loads exactly once.
 
-One local Ray (2 CPUs) serves the whole test session. The tiny model is ingested twice
+One local Ray (2 CPUs) serves the whole module. The tiny model is ingested twice
 under two names, so one database holds a single-process run and a 2-worker run of every
 analysis and the answers can be compared row by row.
 """
@@ -8,7 +8,6 @@ analysis and the answers can be compared row by row.
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -23,7 +22,7 @@ from app import pipeline
 from app.config import REPO_ROOT, ExtractConfig, Settings
 from app.errors import AppError
 from app.pipeline.cluster import Distribute
-from tests.conftest import FIXTURES, SHARED_DATA
+from tests.conftest import FIXTURES, local_settings
 
 FORWARD = ["surface", "syntax", "clustering", "examples"]
 # Sums of float32 maps accumulated in float64 in another order (per shard, then merged):
@@ -31,23 +30,15 @@ FORWARD = ["surface", "syntax", "clustering", "examples"]
 ATOL = 1e-6
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def ray_cluster():  # type: ignore[no-untyped-def]
+    """Only this file uses Ray: its processes (GCS, raylet, agents, idle workers) stop with
+    the module instead of sharing the 2 CPUs with the rest of the session."""
     import ray
 
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
     yield
     ray.shutdown()
-
-
-def _settings(root: Path, template: Path) -> Settings:
-    shutil.copy(template, root / "headlens.duckdb")
-    return Settings(
-        db_url=f"duckdb:///{root / 'headlens.duckdb'}",
-        mlruns_dir=root / "mlruns",
-        data_dir=SHARED_DATA if SHARED_DATA.is_dir() else None,
-        cache_dir=root / "cache",
-    )
 
 
 def _ingest(settings: Settings, model_dir: Path, names: list[str]) -> None:
@@ -75,10 +66,10 @@ def _run_id(settings: Settings, model: str, analysis: str) -> int:
 
 
 @pytest.fixture(scope="module")
-def twin(tmp_path_factory, tiny_bert_mlm, _migrated_template, ray_cluster) -> Settings:  # type: ignore[no-untyped-def]
+def twin(tmp_path_factory, tiny_bert_mlm, _migrated_template, _mlflow_template, ray_cluster) -> Settings:  # type: ignore[no-untyped-def]
     """Every analysis of the tiny model, once in one process ('single'), once on 2 workers
     ('workers') with one segment per shard, so that every shard boundary is exercised."""
-    settings = _settings(tmp_path_factory.mktemp("twin"), _migrated_template)
+    settings = local_settings(tmp_path_factory.mktemp("twin"), _migrated_template, _mlflow_template)
     _ingest(settings, tiny_bert_mlm, ["single", "workers"])
     for model, distribute, chunk in (
         ("single", None, 256),

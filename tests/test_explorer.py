@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from app.report.explorer import LINE_MIN, TOP_HEADS
-from tests.conftest import FIXTURES
+from tests.conftest import FIXTURES, fresh_mlflow_store
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -21,12 +21,13 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networki
 
 
 @pytest.fixture(scope="module")
-def lab(tmp_path_factory: pytest.TempPathFactory, tiny_bert: Path, _migrated_template: Path):  # type: ignore[no-untyped-def]
+def lab(tmp_path_factory: pytest.TempPathFactory, tiny_bert: Path, _migrated_template: Path, _mlflow_template: Path):  # type: ignore[no-untyped-def]
     """Two encoders (the tiny model and its random-init twin) analysed on four sentences."""
     from app import Lab
 
     root = tmp_path_factory.mktemp("explorer")
     shutil.copy(_migrated_template, root / "explorer.duckdb")
+    fresh_mlflow_store(root / "mlruns", _mlflow_template)
     lab = Lab(db=root / "explorer.duckdb", mlruns=root / "mlruns", cache_dir=root / "cache")
     lab.ingest_model("tiny", path=tiny_bert)
     lab.ingest_model("twin", path=tiny_bert, random_init=3)

@@ -19,7 +19,7 @@ from app.config import ExtractConfig
 from app.errors import RunInProgress
 from app.store.db import make_engine, session_scope
 from app.store.schema import ProbeRun, Run, RunCheckpoint, RunClaim
-from tests.conftest import FIXTURES
+from tests.conftest import FIXTURES, fresh_mlflow_store
 from tests.test_pipeline import LINES, surface_values
 
 CONFIG = ExtractConfig(batch_size=4, chunk_size=8)
@@ -184,7 +184,7 @@ def test_a_killed_probe_is_failed_in_the_database_and_in_mlflow(settings, tiny_b
         assert session.scalars(select(RunClaim)).all() == []
 
 
-def test_an_mlflow_store_that_lost_the_run_is_reconciled(ready) -> None:  # type: ignore[no-untyped-def]
+def test_an_mlflow_store_that_lost_the_run_is_reconciled(ready, _mlflow_template: Path) -> None:  # type: ignore[no-untyped-def]
     from mlflow.tracking import MlflowClient
 
     from app.analysis.surface import SurfaceAnalysis
@@ -204,8 +204,9 @@ def test_an_mlflow_store_that_lost_the_run_is_reconciled(ready) -> None:  # type
     finally:
         SurfaceAnalysis.update = real_update  # type: ignore[method-assign]
     # The store lost the run: a fresh store (MLflow keeps an open engine per store in this
-    # process, so a deleted file cannot stand in for it here).
+    # process, so a deleted file cannot stand in for it here), empty like a new one.
     ready = replace(ready, mlruns_dir=ready.mlruns_dir.parent / "mlruns-new")
+    fresh_mlflow_store(ready.mlruns_dir, _mlflow_template)
     (summary,) = pipeline.analyze(ready, ["surface"], model="tiny", corpus="lines", config=CONFIG)
     client = MlflowClient(tracking_uri=ready.mlflow_uri)
     run = client.get_run(summary.mlflow_run_id)
@@ -215,6 +216,7 @@ def test_an_mlflow_store_that_lost_the_run_is_reconciled(ready) -> None:  # type
         assert session.get(Run, summary.run_id).mlflow_run_id == summary.mlflow_run_id
     # --force with the MLflow run missing again: a new MLflow run, no error.
     ready = replace(ready, mlruns_dir=ready.mlruns_dir.parent / "mlruns-newer")
+    fresh_mlflow_store(ready.mlruns_dir, _mlflow_template)
     (forced,) = pipeline.analyze(ready, ["surface"], model="tiny", corpus="lines", config=CONFIG, force=True)
     assert forced.mlflow_run_id not in (None, summary.mlflow_run_id)
     assert MlflowClient(tracking_uri=ready.mlflow_uri).get_run(forced.mlflow_run_id).info.status == "FINISHED"

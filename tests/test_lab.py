@@ -13,18 +13,19 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from tests.conftest import FIXTURES
+from tests.conftest import FIXTURES, fresh_mlflow_store
 
 SENTENCES = FIXTURES / "sentences.conllu"
 
 
 @pytest.fixture(scope="module")
-def prepared(tmp_path_factory: pytest.TempPathFactory, tiny_bert: Path, _migrated_template: Path):  # type: ignore[no-untyped-def]
+def prepared(tmp_path_factory: pytest.TempPathFactory, tiny_bert: Path, _migrated_template: Path, _mlflow_template: Path):  # type: ignore[no-untyped-def]
     """A Lab with the tiny model, four sentences, and surface, syntax and examples runs."""
     from app import Lab
 
     root = tmp_path_factory.mktemp("lab")
     shutil.copy(_migrated_template, root / "prepared.duckdb")
+    fresh_mlflow_store(root / "mlruns", _mlflow_template)  # (the module docstring's Lab makes its own)
     lab = Lab(
         db=root / "prepared.duckdb",
         data_dir=root / "data",

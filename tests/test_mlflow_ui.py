@@ -12,6 +12,7 @@ import urllib.request
 from pathlib import Path
 
 from app.config import REPO_ROOT
+from tests.conftest import fresh_mlflow_store
 
 
 def free_port() -> int:
@@ -28,8 +29,9 @@ def answers(port: int) -> bool:
         return False
 
 
-def test_stopping_mlflow_ui_stops_the_server(tmp_path: Path) -> None:
+def test_stopping_mlflow_ui_stops_the_server(tmp_path: Path, _mlflow_template: Path) -> None:
     port = free_port()
+    fresh_mlflow_store(tmp_path / "mlruns", _mlflow_template)  # what is served is not the point
     ui = subprocess.Popen(
         [sys.executable, "-m", "app", "--mlruns", str(tmp_path / "mlruns"), "mlflow-ui", "--port", str(port)],
         env={**os.environ, "PYTHONPATH": str(REPO_ROOT)},

@@ -15,7 +15,7 @@ from app import pipeline
 from app.config import ExtractConfig
 from app.extract.cache import read_shards
 from app.pipeline.probe import extract_features, probe, probe_group
-from tests.conftest import FIXTURES
+from tests.conftest import FIXTURES, fresh_mlflow_store
 
 SPLITS = {"train": "toy", "dev": "toy", "test": "toy"}
 QUICK = {"max_epochs": 2, "lr": 0.05, "batch_size": 2}
@@ -66,7 +66,7 @@ def test_table3_rows_for_baselines_and_probes(ready) -> None:  # type: ignore[no
     assert table.loc["right_branching", "paper"] == 26
 
 
-def test_a_probe_group_records_each_probe_as_if_trained_alone(ready, tiny_bert, _migrated_template, tmp_path_factory, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+def test_a_probe_group_records_each_probe_as_if_trained_alone(ready, tiny_bert, _migrated_template, _mlflow_template, tmp_path_factory, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     from app.pipeline import probe as probe_module
 
     logged: list[tuple[int, bool]] = []  # (epoch, heartbeat) of every member's epoch log
@@ -96,6 +96,7 @@ def test_a_probe_group_records_each_probe_as_if_trained_alone(ready, tiny_bert, 
     # Alone, in another project over the same data: the same scores.
     folder = tmp_path_factory.mktemp("alone")
     shutil.copy(_migrated_template, folder / "headlens.duckdb")
+    fresh_mlflow_store(folder / "mlruns", _mlflow_template)
     alone = replace(ready, db_url=f"duckdb:///{folder / 'headlens.duckdb'}", mlruns_dir=folder / "mlruns",
                     cache_dir=folder / "cache")
     pipeline.ingest_model(alone, "tiny", str(tiny_bert))

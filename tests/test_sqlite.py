@@ -9,13 +9,14 @@ import pytest
 from app import pipeline
 from app.config import ExtractConfig, Settings
 from app.store.db import upgrade
-from tests.conftest import FIXTURES
+from tests.conftest import FIXTURES, fresh_mlflow_store
 
 
 @pytest.fixture
-def sqlite_settings(tmp_path: Path) -> Settings:
+def sqlite_settings(tmp_path: Path, _mlflow_template: Path) -> Settings:
     url = f"sqlite:///{tmp_path / 'headlens.sqlite'}"
     upgrade(url)
+    fresh_mlflow_store(tmp_path / "mlruns", _mlflow_template)
     return Settings(db_url=url, mlruns_dir=tmp_path / "mlruns", data_dir=None, cache_dir=tmp_path / "cache")
 
 
