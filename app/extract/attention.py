@@ -18,6 +18,7 @@ import torch
 
 from app.analysis.base import Analysis, AttentionBatch, LayerMaps
 from app.extract.align import EncodedSegment
+from app.extract.heap import HeapGuard
 from app.extract.value_norms import ValueCapture, norm_maps
 from app.extract.word_level import pooling_matrices, to_word_level
 
@@ -164,6 +165,8 @@ class AttentionEngine:
         self.batch_size = batch_size
         self.batch_tokens = batch_tokens
         self.device = device
+        # Trims the heap after a batch when fragmentation has grown it (extract/heap.py).
+        self.heap = HeapGuard()
         # Models without token types (RoBERTa-style: type_vocab_size 1) take none.
         self.use_token_types = getattr(model.config, "type_vocab_size", 0) > 1
 
@@ -217,6 +220,8 @@ class AttentionEngine:
                     _feed(batch, _forward_maps(attentions, batch, n_units, want_words), analyses, progress)
                 else:
                     _feed_weightings(batch, attentions, capture, analyses, n_units, progress)
+                del attentions
+                self.heap.check()
 
     def run_gradients(
         self,
@@ -246,6 +251,8 @@ class AttentionEngine:
                 for attention in outputs.attentions
             )
             _feed(batch, layer_maps, analyses, progress)
+            del outputs, layer_maps
+            self.heap.check()
 
 
 def _feed(batch: AttentionBatch, layer_maps: Iterable[LayerMaps], analyses: Sequence[Analysis], progress) -> None:
