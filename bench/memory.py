@@ -55,8 +55,9 @@ def environment(tree: Path, threads: int) -> dict[str, str]:
             "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
 
 
-def measured(command: list[str], env: dict[str, str], folder: Path) -> tuple[float, float, str]:
-    """Wall seconds, peak RSS (GiB: the child's ru_maxrss, from wait4) and stdout of one child."""
+def measured(command: list[str], env: dict[str, str], folder: Path) -> tuple[float, float, float, str]:
+    """Wall seconds, CPU seconds (user + system), peak RSS (GiB: the child's ru_maxrss, from
+    wait4) and stdout of one child."""
     start = time.perf_counter()
     with open(os.devnull, "wb") as null:
         child = subprocess.Popen(command, env=env, cwd=folder, stdout=subprocess.PIPE, stderr=null)
@@ -67,7 +68,7 @@ def measured(command: list[str], env: dict[str, str], folder: Path) -> tuple[flo
     seconds = time.perf_counter() - start
     if child.returncode != 0:
         raise SystemExit(f"{' '.join(command)} failed (exit {child.returncode}); run it by hand to see why")
-    return seconds, usage.ru_maxrss * 1024 / GIB, out.decode()
+    return seconds, usage.ru_utime + usage.ru_stime, usage.ru_maxrss * 1024 / GIB, out.decode()
 
 
 def ensure_long_corpus(tree: Path, folder: Path, threads: int, limit: int) -> None:
@@ -167,13 +168,13 @@ def main() -> None:
             ensure_long_corpus(ROOT, folder, args.threads, args.long_limit)
         for label, tree in trees.items():
             extra = ["--threads", str(args.threads)] if lines[name][0] == "analyze" else []
-            seconds, peak, _ = measured([sys.executable, "-m", "app", *lines[name], *extra],
-                                        environment(tree, args.threads), folder)
-            results[name, label] = f"{peak:.2f} GiB ({seconds:.0f} s)"
-            print(f"{name:8} {label:6} peak {peak:.2f} GiB, {seconds:.0f} s wall", flush=True)
+            seconds, cpu, peak, _ = measured([sys.executable, "-m", "app", *lines[name], *extra],
+                                             environment(tree, args.threads), folder)
+            results[name, label] = f"{peak:.2f} GiB ({seconds:.0f} s wall, {cpu:.0f} s CPU)"
+            print(f"{name:8} {label:6} peak {peak:.2f} GiB, {seconds:.0f} s wall, {cpu:.0f} s CPU", flush=True)
     if "stages" in wanted:
         for label, tree in trees.items():
-            _, _, out = measured([sys.executable, str(Path(__file__).resolve()), str(folder), "--stages-child",
+            _, _, _, out = measured([sys.executable, str(Path(__file__).resolve()), str(folder), "--stages-child",
                                   "--epochs", str(args.epochs), "--limit", str(args.limit),
                                   "--threads", str(args.threads)], environment(tree, args.threads), folder)
             for line in out.splitlines():
