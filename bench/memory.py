@@ -51,8 +51,10 @@ def command_lines(epochs: int, long_limit: int) -> dict[str, list[str]]:
 
 
 def environment(tree: Path, threads: int) -> dict[str, str]:
-    return {**os.environ, "PYTHONPATH": str(tree), "HEADLENS_DATA": str(DATA), "OMP_NUM_THREADS": str(threads),
-            "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+    # PYTHONSAFEPATH: a reproduce folder is a clone of the project, so `python -m app` run in it
+    # would import the folder's own app/ (the working directory comes first on sys.path).
+    return {**os.environ, "PYTHONPATH": str(tree), "PYTHONSAFEPATH": "1", "HEADLENS_DATA": str(DATA),
+            "OMP_NUM_THREADS": str(threads), "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
 
 
 def measured(command: list[str], env: dict[str, str], folder: Path) -> tuple[float, float, float, str]:
