@@ -129,7 +129,7 @@ def _array_stream(archive: zipfile.ZipFile, name: str) -> tuple[IO[bytes], np.dt
 
 
 def _read_exactly(stream: IO[bytes], into: np.ndarray) -> None:
-    view = memoryview(into.reshape(-1).view(np.uint8))
+    view = into.reshape(-1).view(np.uint8).data  # a writable memoryview of the array
     done = 0
     while done < len(view):
         count = stream.readinto(view[done:])  # type: ignore[attr-defined]
