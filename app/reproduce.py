@@ -17,6 +17,7 @@ from typing import TypedDict
 from app import pipeline
 from app.config import CHUNK_TOKENS, DEFAULT_MODEL, Dtype, ExtractConfig, Settings
 from app.errors import AnalysisUnavailable, AppError
+from app.extract.heap import release_memory
 from app.report.tables import render
 from app.store.db import upgrade
 
@@ -66,8 +67,13 @@ class _Steps:
         self.peak = stage_peak_rss()
 
     def heading(self, text: str | None) -> None:
-        """Close the running stage (its wall time and peak memory), then start `text`."""
+        """Close the running stage (its wall time and peak memory), then start `text`.
+
+        What the stage freed is given back to the OS before the next one starts, so that a
+        stage's peak is its own, not the largest heap of the stages before it."""
         now, peak = time.perf_counter(), stage_peak_rss()
+        release_memory()
+        stage_peak_rss()  # the next stage's peak starts from the trimmed size
         if peak is not None:
             self.peak = max(self.peak or 0, peak)
         if self.stage is not None:

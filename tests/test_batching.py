@@ -10,7 +10,7 @@ from click.testing import CliRunner
 from app import pipeline
 from app.cli import cli
 from app.config import ExtractConfig
-from app.extract.attention import batch_bounds
+from app.extract.attention import batch_bounds, cell_budget
 
 LINES = [
     "A short one .",
@@ -34,6 +34,27 @@ def test_the_segment_cap_and_no_limit() -> None:
     assert batch_bounds([4] * 6, max_segments=4, max_tokens=8) == [(0, 2), (2, 4), (4, 6)]
     assert batch_bounds([1] * 5) == [(0, 5)]
     assert batch_bounds([], max_tokens=8) == []
+
+
+def test_a_batch_closes_before_its_attention_cells_pass_the_budget() -> None:
+    # Cells: rows x longest². 4 rows of 2 = 16 <= 16; a fifth row would be 5 x 4 = 20. Then
+    # 3 (9 cells) and 3 (18 > 16): apart; 4 alone (16), 5 alone (25: over, but alone).
+    assert batch_bounds([2, 2, 2, 2, 2, 3, 3, 4, 5], max_cells=16) == [(0, 4), (4, 5), (5, 6), (6, 7), (7, 8), (8, 9)]
+    # With a token budget too, whichever closes the batch first: 8 tokens allow 4 rows of 2
+    # (8) but cells 4 x 4 = 16 > 12 allow 3.
+    assert batch_bounds([2, 2, 2, 2], max_tokens=8, max_cells=12) == [(0, 3), (3, 4)]
+
+
+def test_the_cell_budget_is_a_full_batch_of_128_piece_segments() -> None:
+    assert cell_budget(2048) == 16 * 128 * 128
+    assert cell_budget(None) is None
+    # Up to 128 pieces the token budget alone decides (the same cuts as without cells) ...
+    short = [20] * 50 + [100] * 30 + [128] * 40
+    assert batch_bounds(short, max_tokens=2048, max_cells=cell_budget(2048)) == batch_bounds(short, max_tokens=2048)
+    # ... longer inputs come fewer at a time: 2048 tokens would take 4 rows of 512, the
+    # cells (4 x 512² = 1M > 262,144) one; rows of 256: 4 (4 x 65,536 = 262,144), not 8.
+    assert batch_bounds([512] * 3, max_tokens=2048, max_cells=cell_budget(2048)) == [(0, 1), (1, 2), (2, 3)]
+    assert batch_bounds([256] * 8, max_tokens=2048, max_cells=cell_budget(2048)) == [(0, 4), (4, 8)]
 
 
 @pytest.fixture

@@ -71,6 +71,9 @@ def baseline_choices(segment: Segment) -> list[tuple[int, str, int, bool, str | 
     return rows
 
 
+_COLUMNS = ("mention_id", "layer", "head", "predicted_mention_id", "weight", "correct")
+
+
 class CorefHeads(Analysis):
     """Streams `coref_predictions` rows: one per evaluable mention, layer and head."""
 
@@ -86,6 +89,9 @@ class CorefHeads(Analysis):
 
     def update(self, batch: AttentionBatch, layer: int, maps: LayerMaps) -> None:
         assert maps.word is not None
+        # One block of rows per layer and batch, concatenated here: thousands of small
+        # per-mention arrays held until the chunk's write fragmented the heap (extract/heap.py).
+        blocks: dict[str, list[np.ndarray]] = {name: [] for name in _COLUMNS}
         for row, segment_id in enumerate(batch.segment_ids.tolist()):
             scored = self.mentions.get(segment_id)
             if not scored:
@@ -104,19 +110,17 @@ class CorefHeads(Analysis):
                 choice = weights.argmax(-1)  # nearest first: ties go to the nearest
                 correct = mention.candidate_correct[choice]
                 n_heads = len(choice)
-                self._buffer.append(
-                    {
-                        "mention_id": np.full(n_heads, mention.mention_id, dtype=np.int64),
-                        "layer": np.full(n_heads, layer, dtype=np.int64),
-                        "head": np.arange(n_heads),
-                        "predicted_mention_id": mention.candidate_ids[choice],
-                        "weight": weights[np.arange(n_heads), choice],
-                        "correct": correct,
-                    }
-                )
+                blocks["mention_id"].append(np.full(n_heads, mention.mention_id, dtype=np.int64))
+                blocks["layer"].append(np.full(n_heads, layer, dtype=np.int64))
+                blocks["head"].append(np.arange(n_heads))
+                blocks["predicted_mention_id"].append(mention.candidate_ids[choice])
+                blocks["weight"].append(weights[np.arange(n_heads), choice])
+                blocks["correct"].append(correct)
                 self.correct[layer] += correct
                 if layer == 0:
                     self.total = self.total + 1
+        if blocks["mention_id"]:
+            self._buffer.append({name: np.concatenate(parts) for name, parts in blocks.items()})
 
     def flush(self) -> list[Rows]:
         rows = self._buffer.take()

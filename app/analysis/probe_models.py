@@ -231,8 +231,9 @@ class CollatedSet:
         spill: Path | None = None,
     ):
         """Args:
-            release: `examples` must be a list: each example's attention maps are dropped
-                from it (replaced by an empty array) as soon as they are collated.
+            release: `examples` must be a list: each example's attention maps and hidden
+                states are dropped from it (maps replaced by an empty array, hidden by None)
+                as soon as they are collated.
             maps: (example index, maps [map, unit, unit]) for every example, in any order,
                 instead of the examples' own `maps`.
             spill: a directory for the buckets' word maps (attention probes).
@@ -264,13 +265,17 @@ class CollatedSet:
                     spilled[width, name].append(collated.pop(name)[0])
             for name, value in collated.items():
                 bucket.setdefault(name, []).append(value)
-            if release:
-                examples[index] = replace(example, maps=np.zeros((0, 0, 0), np.float16))  # type: ignore[index]
+            if release:  # the maps and hidden states are now in the set (or its files) only
+                examples[index] = replace(example, maps=np.zeros((0, 0, 0), np.float16), hidden=None)  # type: ignore[index]
         if np.any(self.bucket_of < 0):
             raise ValueError(f"no maps for example {int(np.flatnonzero(self.bucket_of < 0)[0])}")
-        self.buckets: dict[int, dict[str, Any]] = {
-            width: {name: torch.cat(values) for name, values in fields.items()} for width, fields in rows.items()
-        }
+        # Bucket by bucket, each bucket's rows dropped once joined: the rows and the joined
+        # tensors are held together for one bucket, not for the whole set (the structural
+        # probe's hidden states of EWT train are 157 MB).
+        self.buckets: dict[int, dict[str, Any]] = {}
+        for width in list(rows):
+            fields = rows.pop(width)
+            self.buckets[width] = {name: torch.cat(fields.pop(name)) for name in list(fields)}
         for (width, name), file in spilled.items():
             file.finish()
             self.buckets.setdefault(width, {})[name] = file

@@ -358,7 +358,7 @@ def train_probe(
         train, dev: sentences; attention probes read `maps`, GloVe probes `vectors`, the
             structural probe `hidden` (every example must carry what its probe reads).
         on_epoch: called after each epoch (for MLflow metrics).
-        release_train: `train` is a list whose examples' attention maps may be dropped once
+        release_train: `train` is a list whose examples' maps and hidden states may be dropped once
             they are collated (the caller does not need them again): they are then held once.
         train_maps, dev_maps: (index, maps) of every train / dev sentence, in any order,
             instead of the examples' own maps (streamed from the feature cache); the

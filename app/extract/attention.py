@@ -17,7 +17,9 @@ import numpy as np
 import torch
 
 from app.analysis.base import Analysis, AttentionBatch, LayerMaps
+from app.config import PAPER_MAX_TOKENS
 from app.extract.align import EncodedSegment
+from app.extract.heap import HeapGuard
 from app.extract.value_norms import ValueCapture, norm_maps
 from app.extract.word_level import pooling_matrices, to_word_level
 
@@ -40,24 +42,31 @@ def length_order(segments: Sequence[OrderedT]) -> list[OrderedT]:
 
 
 def batch_bounds(
-    lengths: Sequence[int], *, max_segments: int | None = None, max_tokens: int | None = None
+    lengths: Sequence[int],
+    *,
+    max_segments: int | None = None,
+    max_tokens: int | None = None,
+    max_cells: int | None = None,
 ) -> list[tuple[int, int]]:
     """Cut length-ordered segments into [start, stop) batches.
 
-    A batch costs rows x its longest segment in padded tokens; it closes before that would
-    pass `max_tokens`, or before it holds more than `max_segments` rows. A budget rather
-    than a count keeps each forward pass about the same size: 512-token inputs come a few at
-    a time, short sentences many at a time (fewer, fuller passes). The attention maps still
-    grow as rows x length², so long inputs take more memory per batch than short ones. A
-    segment longer than the whole budget goes alone. Neither limit: one batch.
+    A batch costs rows x its longest segment in padded tokens, and rows x longest² in
+    attention cells (each head's map); it closes before either would pass its budget
+    (`max_tokens`, `max_cells`), or before it holds more than `max_segments` rows. A token
+    budget keeps each forward pass about the same size: short sentences come many at a time
+    (fewer, fuller passes). The maps grow as rows x length², so the cell budget is what keeps
+    memory flat for long inputs: 512-token segments come one at a time under a budget of
+    16 x 128². A segment over a whole budget goes alone. No limit: one batch.
     """
     bounds: list[tuple[int, int]] = []
     start, longest = 0, 0
     for index, length in enumerate(lengths):
         grown = max(longest, length)
         rows = index - start + 1
-        full = (max_segments is not None and rows > max_segments) or (
-            max_tokens is not None and rows > 1 and rows * grown > max_tokens
+        full = rows > 1 and (
+            (max_segments is not None and rows > max_segments)
+            or (max_tokens is not None and rows * grown > max_tokens)
+            or (max_cells is not None and rows * grown * grown > max_cells)
         )
         if full:
             bounds.append((start, index))
@@ -66,6 +75,13 @@ def batch_bounds(
     if start < len(lengths):
         bounds.append((start, len(lengths)))
     return bounds
+
+
+def cell_budget(batch_tokens: int | None) -> int | None:
+    """Attention cells per batch for a token budget: those of a full batch of 128-piece
+    segments (the paper's length), so inputs up to 128 pieces are cut by tokens alone (the
+    same batches as without it) and longer ones hold no larger maps."""
+    return None if batch_tokens is None else batch_tokens * PAPER_MAX_TOKENS
 
 
 def collate(
@@ -164,6 +180,8 @@ class AttentionEngine:
         self.batch_size = batch_size
         self.batch_tokens = batch_tokens
         self.device = device
+        # Trims the heap after a batch when fragmentation has grown it (extract/heap.py).
+        self.heap = HeapGuard()
         # Models without token types (RoBERTa-style: type_vocab_size 1) take none.
         self.use_token_types = getattr(model.config, "type_vocab_size", 0) > 1
 
@@ -171,7 +189,9 @@ class AttentionEngine:
         self, segments: Sequence[EncodedSegment]
     ) -> Iterator[tuple[AttentionBatch, dict[str, torch.Tensor]]]:
         lengths = [segment.n_tokens for segment in segments]
-        for start, stop in batch_bounds(lengths, max_segments=self.batch_size, max_tokens=self.batch_tokens):
+        bounds = batch_bounds(lengths, max_segments=self.batch_size, max_tokens=self.batch_tokens,
+                              max_cells=cell_budget(self.batch_tokens))
+        for start, stop in bounds:
             batch, inputs = collate(segments[start:stop], self.pad_id, self.device)
             if not self.use_token_types:
                 inputs.pop("token_type_ids")
@@ -217,6 +237,8 @@ class AttentionEngine:
                     _feed(batch, _forward_maps(attentions, batch, n_units, want_words), analyses, progress)
                 else:
                     _feed_weightings(batch, attentions, capture, analyses, n_units, progress)
+                del attentions
+                self.heap.check()
 
     def run_gradients(
         self,
@@ -246,6 +268,8 @@ class AttentionEngine:
                 for attention in outputs.attentions
             )
             _feed(batch, layer_maps, analyses, progress)
+            del outputs, layer_maps
+            self.heap.check()
 
 
 def _feed(batch: AttentionBatch, layer_maps: Iterable[LayerMaps], analyses: Sequence[Analysis], progress) -> None:

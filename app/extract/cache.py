@@ -10,9 +10,10 @@ skipping the shards already there. Units are reordered to the probes' layout:
 from __future__ import annotations
 
 import hashlib
+import zipfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import ClassVar
+from typing import IO, ClassVar
 
 import numpy as np
 import torch
@@ -83,29 +84,58 @@ def write_shard(path: Path, features: list[tuple[int, np.ndarray, np.ndarray | N
 
 def read_shards(directory: Path, *, maps: bool = True,
                 hidden: bool = True) -> Iterator[tuple[int, np.ndarray | None, np.ndarray | None]]:
-    """(segment id, maps [map, unit, unit], hidden [word, dim]) for every segment, one shard
-    in memory at a time; without `maps` / `hidden` (or a shard without states) that part is
-    None and is not read."""
+    """(segment id, maps [map, unit, unit], hidden [word, dim]) for every segment, one segment's
+    maps in memory at a time; without `maps` / `hidden` (or a shard without states) that part
+    is None and is not read.
+
+    The maps are read from the shard's file segment by segment: the shards hold segments in
+    length order, so the last shard of a treebank is its largest (140 MB of EWT train's maps),
+    and loading it whole added that much to every probe's peak.
+    """
     for path in sorted(directory.glob("shard-*.npz")):
-        with np.load(path) as shard:
+        with np.load(path) as shard, zipfile.ZipFile(path) as archive:
             n_maps = int(shard["n_maps"])
             units = shard["units"]
-            flat = shard["maps"] if maps else None
+            flat = _array_stream(archive, "maps") if maps else None
             states = shard["hidden"] if hidden and "hidden" in shard.files else None
-            map_offset = word_offset = 0
-            for segment_id, n_units in zip(shard["segment_ids"].tolist(), units.tolist()):
-                size = n_maps * n_units * n_units
-                # A copy, not a view: a consumer that drops a segment's maps frees them
-                # (a view would keep the whole shard alive).
-                block = None
+            word_offset = 0
+            try:
+                for segment_id, n_units in zip(shard["segment_ids"].tolist(), units.tolist()):
+                    block = None
+                    if flat is not None:
+                        stream, dtype = flat
+                        block = np.empty((n_maps, n_units, n_units), dtype=dtype)
+                        _read_exactly(stream, block)
+                    words = None
+                    if states is not None:
+                        words = states[word_offset : word_offset + n_units - 2]
+                        word_offset += n_units - 2
+                    yield segment_id, block, words
+            finally:
                 if flat is not None:
-                    block = flat[map_offset : map_offset + size].reshape(n_maps, n_units, n_units).copy()
-                map_offset += size
-                words = None
-                if states is not None:
-                    words = states[word_offset : word_offset + n_units - 2]
-                    word_offset += n_units - 2
-                yield segment_id, block, words
+                    flat[0].close()
+
+
+def _array_stream(archive: zipfile.ZipFile, name: str) -> tuple[IO[bytes], np.dtype]:
+    """An .npz member positioned at its array data (the shards are stored, not compressed),
+    and the array's dtype."""
+    stream = archive.open(f"{name}.npy")
+    version = np.lib.format.read_magic(stream)
+    read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+    _shape, fortran_order, dtype = read_header(stream)
+    if fortran_order:
+        raise ValueError(f"{archive.filename}: {name} is not in C order")
+    return stream, dtype
+
+
+def _read_exactly(stream: IO[bytes], into: np.ndarray) -> None:
+    view = into.reshape(-1).view(np.uint8).data  # a writable memoryview of the array
+    done = 0
+    while done < len(view):
+        count = stream.readinto(view[done:])  # type: ignore[attr-defined]
+        if not count:
+            raise ValueError("a feature shard ends early: delete the cache folder to extract it again")
+        done += count
 
 
 def directory_sha256(directory: Path) -> str:

@@ -188,6 +188,8 @@ def _run_contrastive(engine: Any, pairs: Sequence[ContrastivePair], analyses: Se
                     for attention in outputs.attentions
                 )
                 _feed(batch, layer_maps, analyses, None)
+                del outputs, layer_maps
+                engine.heap.check()
         if progress is not None:
             progress.update(len(group))
 

@@ -23,6 +23,7 @@ from sqlalchemy.exc import IntegrityError
 
 from app.config import ExtractConfig, Settings
 from app.errors import AppError, RunInProgress, UnknownName
+from app.extract.heap import release_memory
 from app.pipeline.common import check_extract_config, check_layers, open_db, progress_bar
 from app.pipeline.lifecycle import Lifecycle
 from app.store.db import session_scope
@@ -261,9 +262,12 @@ def probe(settings: Settings, kind: str, *, model: str | None, train: str, dev: 
                           annotation=annotation, layers=layers, hidden_layer=hidden_layer,
                           options=options, vectors_path=vectors_path, extract=extract, force=force,
                           say=say, distribute=distribute, **selection)
-    return _probe(settings, kind, model=model, train=train, dev=dev, test=test, annotation=annotation,
-                  layers=layers, hidden_layer=hidden_layer, options=options, vectors_path=vectors_path,
-                  extract=extract, force=force, say=say, distribute=None, **selection)
+    try:
+        return _probe(settings, kind, model=model, train=train, dev=dev, test=test, annotation=annotation,
+                      layers=layers, hidden_layer=hidden_layer, options=options, vectors_path=vectors_path,
+                      extract=extract, force=force, say=say, distribute=None, **selection)
+    finally:
+        release_memory()  # the probe's data are gone: the next probe starts from a trimmed heap
 
 
 class _Selection(TypedDict):
@@ -356,6 +360,8 @@ def probe_group(settings: Settings, specs: Sequence[tuple[str, tuple[int, ...] |
                 _record(tracker, settings, db, work, one, state.result, data, trained=probe,
                         dev_score=probe.history[probe.best_epoch - 1].dev_score, test_score=test_score,
                         n_test=n_test)
+        del data, trained
+        release_memory()
     return [state.result for state in states]
 
 
@@ -503,6 +509,7 @@ def _data(settings: Settings, db: Engine, planned: Sequence[_Planned], extract: 
         for split in caches:
             caches[split] = extract_features(settings, model, identity[split], hidden_layer=hidden_layer,
                                              config=extract, say=say, distribute=distribute)
+    release_memory()  # what the encoder's extraction freed, before the examples are built
     vectors = load_vectors(identity["vectors"]) if kinds & set(probes.GLOVE_KINDS) else None
     examples, excluded, streams = {}, {}, {}
     for split in ("train", "dev", "test"):
