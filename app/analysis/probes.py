@@ -318,24 +318,6 @@ def _parts(config: ProbeConfig, indices: np.ndarray, lengths: np.ndarray,
     return [indices[start : start + per_part] for start in range(0, len(indices), per_part)]
 
 
-# Torch threads while a probe trains or scores. An epoch is thousands of small operations
-# ([2, 144] by [144, width] matmuls per word row, Adam on kilobytes of weights): a second
-# thread adds hand-offs instead of speed (bench/probes.py --compare-threads), and with one
-# thread a probe's weights are the same on every machine, whatever its number of cores.
-PROBE_THREADS = 1
-
-
-@contextlib.contextmanager
-def torch_threads(n: int) -> Iterator[None]:
-    """Within: torch's intra-op threads set to `n`; the caller's count is restored after."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
-
-
 def train_probe(
     config: ProbeConfig,
     train: Sequence[ProbeExample],
@@ -422,8 +404,7 @@ def train_probes(
         train_set = _collated_set(stack, train, kind, map_index, device, train_maps, spill, release_train)
         dev_set = _collated_set(stack, dev, kind, map_index, device, dev_maps, spill)
         members = [_Member(config, module, train_set) for config, module in zip(configs, modules)]
-        with torch_threads(PROBE_THREADS):
-            return _train(members, train_set, dev, dev_set, on_epoch)
+        return _train(members, train_set, dev, dev_set, on_epoch)
 
 
 def _shared_kind(configs: Sequence[ProbeConfig]) -> str:
@@ -613,8 +594,7 @@ def evaluate(probe: TrainedProbe, examples: Sequence[ProbeExample], *,
         _check(probe.config, examples, n_maps)
     else:
         _check(probe.config, examples, None)
-    with torch_threads(PROBE_THREADS):
-        return _score(probe.module, probe.config, examples)
+    return _score(probe.module, probe.config, examples)
 
 
 def evaluate_probes(trained: Sequence[TrainedProbe], examples: Sequence[ProbeExample], *,
@@ -629,7 +609,6 @@ def evaluate_probes(trained: Sequence[TrainedProbe], examples: Sequence[ProbeExa
     modules = [probe.module for probe in trained]
     with contextlib.ExitStack() as stack:
         collated = _collated_set(stack, examples, kind, _union_map_index(modules), _device(modules[0]), maps, spill)
-        stack.enter_context(torch_threads(PROBE_THREADS))
         return _score_many([_Member(config, module, collated) for config, module in zip(configs, modules)],
                            examples, collated)
 
