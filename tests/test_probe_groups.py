@@ -75,3 +75,19 @@ def test_probes_that_cannot_share_batches_are_refused(splits) -> None:
         train_probes([GROUP[0], ProbeConfig("attn", seed=1, **FAST)], train, dev)
     with pytest.raises(ValueError, match="read different inputs"):
         train_probes([GROUP[0], ProbeConfig("structural", **FAST)], train, dev)
+
+
+def test_a_members_maps_are_the_chosen_maps_viewed_when_consecutive_copied_otherwise(splits) -> None:
+    import torch
+
+    from app.analysis.probe_models import MAP_AXIS, collate
+
+    n_maps = splits[0][0].maps.shape[0]
+    batch = collate(splits[0][:4], "attn", np.arange(n_maps), torch.device("cpu"))
+    for positions, run in ((torch.tensor([1, 2]), (1, 2)), (torch.tensor([0, 2]), None)):
+        viewed = probes._view(batch, positions, run)
+        for name, axis in MAP_AXIS.items():
+            whole, chosen = getattr(batch, name), getattr(viewed, name)
+            assert torch.equal(chosen, whole.index_select(axis, positions)), name
+            shared = chosen.untyped_storage().data_ptr() == whole.untyped_storage().data_ptr()
+            assert shared == (run is not None), name  # a view of the batch, or a copy

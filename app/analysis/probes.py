@@ -432,11 +432,14 @@ class _Member:
         self.config, self.module = config, module
         self.map_index = _map_index_of(module)
         self.positions: torch.Tensor | None = None
+        self.run: tuple[int, int] | None = None  # (start, count) when the positions are consecutive
         if self.map_index is not None and collated.map_index is not None and not np.array_equal(
             self.map_index, collated.map_index
         ):
             positions = np.searchsorted(collated.map_index, self.map_index)
             self.positions = torch.from_numpy(positions).to(_device(module))
+            if np.array_equal(positions, np.arange(positions[0], positions[0] + len(positions))):
+                self.run = int(positions[0]), len(positions)
 
     def parts(self, indices: np.ndarray, lengths: np.ndarray) -> list[np.ndarray]:
         return _parts(self.config, indices, lengths, self.map_index)
@@ -457,22 +460,21 @@ class _BatchReader:
         if positions is None or (key, False) in self.read:
             if (key, False) not in self.read:
                 self.read[key, False] = self.collated.batch(indices, widen=False)
-            return _view(self.read[key, False], positions)
+            return _view(self.read[key, False], positions, member.run)
         return self.collated.batch(indices, maps=positions, widen=False)  # used by this member only
 
 
-def _view(batch: ProbeBatch, positions: torch.Tensor | None) -> ProbeBatch:
+def _view(batch: ProbeBatch, positions: torch.Tensor | None, run: tuple[int, int] | None = None) -> ProbeBatch:
     """The batch with only the maps at `positions` (the same batch for None).
 
-    A run of consecutive maps (one layer's heads: the maps are layer-major) is a view, not a
-    copy: the kernels read any strides, and copying six layers' maps out of the batch cost
-    more than the six probes' matmuls.
+    A `run` of consecutive maps (start, count: one layer's heads, the maps being layer-major)
+    is a view, not a copy: the kernels read any strides, and copying six layers' maps out of
+    the batch cost more than the six probes' matmuls.
     """
     if positions is None:
         return batch
-    start, count = int(positions[0]), len(positions)
-    if torch.equal(positions, torch.arange(start, start + count, dtype=positions.dtype)):
-        chosen = {name: getattr(batch, name).narrow(axis, start, count) for name, axis in MAP_AXIS.items()}
+    if run is not None:
+        chosen = {name: getattr(batch, name).narrow(axis, *run) for name, axis in MAP_AXIS.items()}
     else:
         chosen = {name: getattr(batch, name).index_select(axis, positions) for name, axis in MAP_AXIS.items()}
     return replace(batch, **chosen)
