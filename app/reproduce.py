@@ -17,7 +17,7 @@ from typing import TypedDict
 from app import pipeline
 from app.config import CHUNK_TOKENS, DEFAULT_MODEL, Dtype, ExtractConfig, Settings
 from app.errors import AnalysisUnavailable, AppError
-from app.extract.heap import release_memory
+from app.heap import release_memory
 from app.report.tables import render
 from app.store.db import upgrade
 

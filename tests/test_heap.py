@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from app.extract import heap
+from app import heap
 
 
 def test_the_guard_trims_only_past_its_slack_and_follows_live_growth(monkeypatch: pytest.MonkeyPatch) -> None:

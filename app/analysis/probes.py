@@ -71,6 +71,7 @@ from app.analysis.probe_models import (  # noqa: F401 - re-exported: the probes'
     tree_distances,
 )
 from app.errors import AnalysisUnavailable, UnknownName
+from app.heap import release_memory
 
 
 @dataclass(frozen=True)
@@ -491,6 +492,10 @@ def _collated_set(stack: contextlib.ExitStack, examples: Sequence[ProbeExample],
         folder = Path(stack.enter_context(tempfile.TemporaryDirectory(dir=spill, prefix=spill_prefix())))
     collated = CollatedSet(examples, kind, map_index, device, release=release, maps=maps, spill=folder)
     stack.callback(collated.close)
+    # Collating frees a few small tensors per sentence, interleaved with the buckets that
+    # stay: without a trim those holes stay resident for the whole training (EWT train:
+    # 0.13 GiB, on top of the set's own 0.15 GiB).
+    release_memory()
     return collated
 
 

@@ -19,9 +19,9 @@ import torch
 from app.analysis.base import Analysis, AttentionBatch, LayerMaps
 from app.config import PAPER_MAX_TOKENS
 from app.extract.align import EncodedSegment
-from app.extract.heap import HeapGuard
 from app.extract.value_norms import ValueCapture, norm_maps
 from app.extract.word_level import pooling_matrices, to_word_level
+from app.heap import HeapGuard
 
 
 class _Ordered(Protocol):
