@@ -12,7 +12,7 @@ from mlflow.tracking import MlflowClient
 
 from app.cli import cli
 from app.config import Settings
-from app.tracking import BackgroundTracker, early_tracker, helper_process
+from app.tracking import BackgroundTracker, Tracker, helper_process, shared_tracker, tracker_for
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
@@ -58,17 +58,29 @@ def test_a_helper_that_dies_makes_the_tracker_inert(settings: Settings) -> None:
 
 
 def test_only_inside_helper_process_is_a_helper_started(settings: Settings) -> None:
-    with early_tracker(settings) as tracker:
-        assert tracker is None  # a notebook: the pass makes an in-process Tracker
+    assert shared_tracker(settings) is None  # a notebook: the pass makes an in-process Tracker
+    assert isinstance(tracker_for(settings), Tracker)
     with helper_process():
-        with early_tracker(settings, local=False) as tracker:
-            assert tracker is None  # Ray workers' passes track in their own way
-        with early_tracker(settings) as tracker:
-            assert isinstance(tracker, BackgroundTracker)
-            process = tracker._process
+        assert shared_tracker(settings, local=False) is None  # Ray workers' passes track in their own way
+        tracker = shared_tracker(settings)
+        assert isinstance(tracker, BackgroundTracker)
+        assert shared_tracker(settings) is tracker and tracker_for(settings) is tracker  # one helper, every pass
+        process = tracker._process
     assert not process.is_alive()  # never called: stopped on the way out, not left behind
-    with early_tracker(settings) as tracker:
-        assert tracker is None  # the switch does not outlive its block
+    assert shared_tracker(settings) is None  # the switch does not outlive its block
+
+
+def test_one_helper_serves_every_pass_and_is_closed_at_the_end(settings: Settings) -> None:
+    with helper_process():
+        tracker = shared_tracker(settings)
+        assert tracker is not None
+        first = tracker.start("headlens/x", "one", {"a": 1}, {})
+        second = shared_tracker(settings).start("headlens/x", "two", {"a": 2}, {})  # type: ignore[union-attr]
+        process = tracker._process
+        assert process.is_alive()
+    assert first and second and first != second
+    assert not process.is_alive()  # the pipe closed: the helper exited
+    assert process.exitcode == 0
 
 
 def test_the_cli_analysis_is_tracked_through_the_helper(settings: Settings, tiny_bert: Path) -> None:

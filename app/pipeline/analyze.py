@@ -125,7 +125,7 @@ def _analyze(
     it is in progress), the forward pass holds no database connection, and each chunk's rows
     are written with a checkpoint and a heartbeat in one short transaction.
     """
-    from app.tracking import early_tracker
+    from app.tracking import shared_tracker
 
     say = on_event or (lambda message: None)
     jobs = _jobs(analyses, weightings)
@@ -133,9 +133,9 @@ def _analyze(
         raise UnknownName("objective", objective, list(OBJECTIVES))
     # From the CLI, MLflow's import and its store's first queries (seconds on one core) run
     # in a helper process while this one opens the database and loads the encoder.
-    with early_tracker(settings, local=distribute is None) as tracker:
-        return _analyze_runs(settings, jobs, model=model, corpus=corpus, config=config, force=force,
-                             say=say, distribute=distribute, objective=objective, tracker=tracker)
+    tracker = shared_tracker(settings, local=distribute is None)
+    return _analyze_runs(settings, jobs, model=model, corpus=corpus, config=config, force=force,
+                         say=say, distribute=distribute, objective=objective, tracker=tracker)
 
 
 def _analyze_runs(

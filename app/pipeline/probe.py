@@ -23,7 +23,7 @@ from sqlalchemy.exc import IntegrityError
 
 from app.config import ExtractConfig, Settings
 from app.errors import AppError, RunInProgress, UnknownName
-from app.extract.heap import release_memory
+from app.heap import release_memory
 from app.pipeline.common import check_extract_config, check_layers, open_db, progress_bar
 from app.pipeline.lifecycle import Lifecycle
 from app.store.db import session_scope
@@ -31,7 +31,7 @@ from app.store.db import session_scope
 if TYPE_CHECKING:
     from app.analysis.probes import ProbeKind
     from app.pipeline.cluster import Distribute
-    from app.tracking import Tracker
+    from app.tracking import AnyTracker
 
 Say = Callable[[str], None]
 PROBES = ("right_branching", "distance_glove", "attn", "attn_glove", "structural")
@@ -315,7 +315,7 @@ def probe_group(settings: Settings, specs: Sequence[tuple[str, tuple[int, ...] |
     probe done either way is done for both.
     """
     from app.analysis import probes
-    from app.tracking import Tracker
+    from app.tracking import tracker_for
 
     say = say or (lambda message: None)
     extract = extract or ExtractConfig()
@@ -340,7 +340,7 @@ def probe_group(settings: Settings, specs: Sequence[tuple[str, tuple[int, ...] |
     if pending:
         with work.guard():
             data = _data(settings, db, [one for one, _ in pending], extract, say, None, score_test=True)
-            tracker = Tracker(settings)
+            tracker = tracker_for(settings)
             for one, state in pending:
                 _open_run(tracker, settings, db, work, one, state.result, data, mlflow_parent=None)
 
@@ -541,7 +541,7 @@ def _spill_folder(settings: Settings) -> Path:
     return spill
 
 
-def _open_run(tracker: Tracker, settings: Settings, db: Engine, work: Lifecycle, planned: _Planned,
+def _open_run(tracker: AnyTracker, settings: Settings, db: Engine, work: Lifecycle, planned: _Planned,
               result: ProbeResult, data: _ProbeData, *, mlflow_parent: str | None) -> None:
     """Start the probe's MLflow run and point its probe_runs row at it."""
     identity, config = planned.identity, planned.config
@@ -556,7 +556,7 @@ def _open_run(tracker: Tracker, settings: Settings, db: Engine, work: Lifecycle,
     _finish(db, result.probe_run_id, work, mlflow_run_id=result.mlflow_run_id, status="running")
 
 
-def _log_epoch(tracker: Tracker, db: Engine, work: Lifecycle, planned: _Planned, result: ProbeResult,
+def _log_epoch(tracker: AnyTracker, db: Engine, work: Lifecycle, planned: _Planned, result: ProbeResult,
                log: Any, say: Say, *, heartbeat: bool = True) -> None:
     metric = planned.config.metric
     tracker.log_metrics(result.mlflow_run_id, {"train_loss": log.train_loss, f"dev_{metric}": log.dev_score},
@@ -567,7 +567,7 @@ def _log_epoch(tracker: Tracker, db: Engine, work: Lifecycle, planned: _Planned,
             work.heartbeat(session)
 
 
-def _record(tracker: Tracker, settings: Settings, db: Engine, work: Lifecycle, planned: _Planned,
+def _record(tracker: AnyTracker, settings: Settings, db: Engine, work: Lifecycle, planned: _Planned,
             result: ProbeResult, data: _ProbeData, *, trained: Any, dev_score: float | None,
             test_score: float | None, n_test: int | None) -> None:
     """Log the probe's scores and weights to MLflow and mark its row done."""
@@ -597,10 +597,10 @@ def _train_and_score(settings: Settings, db: Engine, planned: _Planned, data: _P
                      say: Say, work: Lifecycle, *, score_test: bool = True,
                      mlflow_parent: str | None = None) -> ProbeResult:
     from app.analysis import probes
-    from app.tracking import Tracker
+    from app.tracking import tracker_for
 
     result, config = state.result, planned.config
-    tracker = Tracker(settings)
+    tracker = tracker_for(settings)
     _open_run(tracker, settings, db, work, planned, result, data, mlflow_parent=mlflow_parent)
     test_score: float | None
     n_test: int | None

@@ -258,11 +258,11 @@ def _surface_corpus(builder: _Builder) -> str:
 def _log_figures(settings: Settings, builder: _Builder) -> None:
     """Each figure becomes an artifact of the MLflow run of the analysis it shows."""
     from app.store.schema import Run
-    from app.tracking import Tracker
+    from app.tracking import tracker_for
 
     if not builder.logged:
         return
-    tracker = Tracker(settings)
+    tracker = tracker_for(settings)
     with session_scope(builder.db) as session:
         mlflow_ids = {run_id: session.get_one(Run, run_id).mlflow_run_id for _, _, run_id in builder.logged}
     with tempfile.TemporaryDirectory() as scratch:
