@@ -65,6 +65,16 @@ class _Steps:
         self.started = self.stage_started = time.perf_counter()
         self.stage: str | None = None
         self.peak = stage_peak_rss()
+        self.stage_peak: int | None = None  # of the stage's steps closed by `step_peak`
+
+    def step_peak(self) -> str:
+        """", peak RSS x GiB" of the step since the last call (or the stage's start), which
+        then counts toward the stage's peak: says which probe of a stage holds its peak."""
+        peak = stage_peak_rss()
+        if peak is None:
+            return ""
+        self.stage_peak = max(self.stage_peak or 0, peak)
+        return f", peak RSS {peak / 2**30:.2f} GiB"
 
     def heading(self, text: str | None) -> None:
         """Close the running stage (its wall time and peak memory), then start `text`.
@@ -72,6 +82,9 @@ class _Steps:
         What the stage freed is given back to the OS before the next one starts, so that a
         stage's peak is its own, not the largest heap of the stages before it."""
         now, peak = time.perf_counter(), stage_peak_rss()
+        if peak is not None and self.stage_peak is not None:
+            peak = max(peak, self.stage_peak)
+        self.stage_peak = None
         release_memory()
         stage_peak_rss()  # the next stage's peak starts from the trimmed size
         if peak is not None:
@@ -199,7 +212,7 @@ def reproduce(settings: Settings, *, quick: bool = False, dtype: Dtype = "float3
         started = time.perf_counter()
         result = probe(settings, kind, model=encoder, layers=layers, options=kind_options, say=echo, **splits)
         echo(f"{kind} ({encoder or 'no encoder'}): test {result.metric} {result.test_score:.1f} "
-             f"({result.state}, {time.perf_counter() - started:.0f} s)")
+             f"({result.state}, {time.perf_counter() - started:.0f} s{steps.step_peak()})")
     # MiniLM's attention probes read the same maps: trained side by side, each batch read once.
     group: list[tuple[str, tuple[int, ...] | None]] = [("attn", None), ("attn_glove", None)]
     if plan.per_layer_probes:
@@ -209,7 +222,8 @@ def reproduce(settings: Settings, *, quick: bool = False, dtype: Dtype = "float3
     for (kind, layers), result in zip(group, results):
         echo(f"{kind} ({model}{f', layer {layers[0]}' if layers else ''}): test {result.metric} "
              f"{result.test_score:.1f} ({result.state})")
-    echo(f"{len(group)} attention probes of {model} side by side: {time.perf_counter() - started:.0f} s")
+    echo(f"{len(group)} attention probes of {model} side by side: {time.perf_counter() - started:.0f} s"
+         f"{steps.step_peak()}")
     steps.table("Table 3: dependency parsing probes (test = ud-ewt-test)", "table3_probes",
                 params={"model": model, "random_model": random_model, "test_corpus": "ud-ewt-test"})
 
