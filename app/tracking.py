@@ -215,7 +215,7 @@ def _serve(connection: Any, settings: Settings) -> None:
 class BackgroundTracker:
     """A Tracker that lives in a helper process: same methods, same `error`.
 
-    Started early (`early_tracker`), it imports MLflow while the caller loads its model;
+    Started early (`shared_tracker`), it imports MLflow while the caller loads its model;
     the first call waits for it. A helper that dies or cannot import MLflow makes the
     tracker inert with an error, like a tracking server that is down: the database run
     stands and `headlens runs --relog` logs it later.

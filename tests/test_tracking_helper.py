@@ -18,14 +18,19 @@ FIXTURES = Path(__file__).parent / "fixtures"
 
 
 def test_calls_in_the_helper_land_in_the_store(settings: Settings) -> None:
-    tracker = BackgroundTracker(settings)
-    try:
+    """Within `helper_process()` every pass gets the same helper (one MLflow import for a
+    whole `reproduce`); it exits cleanly when the block ends."""
+    with helper_process():
+        tracker = shared_tracker(settings)
+        assert isinstance(tracker, BackgroundTracker)
         run_id = tracker.start("headlens/x", "surface:tiny", {"model": "tiny", "n": 3}, {"headlens.run_id": "7"})
-        tracker.log_metrics(run_id, {"a?b": 1.5, "skip": float("nan")})
-        tracker.finish(run_id)
+        later_pass = tracker_for(settings)  # what a later pass (a probe) asks for
+        assert later_pass is tracker
+        later_pass.log_metrics(run_id, {"a?b": 1.5, "skip": float("nan")})
+        later_pass.finish(run_id)
         assert tracker.ok and tracker.exists(run_id) and not tracker.exists("0" * 32)
-    finally:
-        tracker.close()
+        process = tracker._process
+    assert not process.is_alive() and process.exitcode == 0  # the pipe closed: the helper exited
     run = MlflowClient(tracking_uri=settings.mlflow_uri).get_run(run_id)
     assert run.info.status == "FINISHED" and run.info.run_name == "surface:tiny"
     assert run.data.params == {"model": "tiny", "n": "3"} and run.data.tags["headlens.run_id"] == "7"
@@ -64,23 +69,10 @@ def test_only_inside_helper_process_is_a_helper_started(settings: Settings) -> N
         assert shared_tracker(settings, local=False) is None  # Ray workers' passes track in their own way
         tracker = shared_tracker(settings)
         assert isinstance(tracker, BackgroundTracker)
-        assert shared_tracker(settings) is tracker and tracker_for(settings) is tracker  # one helper, every pass
+        assert shared_tracker(settings) is tracker  # one helper, every pass
         process = tracker._process
     assert not process.is_alive()  # never called: stopped on the way out, not left behind
     assert shared_tracker(settings) is None  # the switch does not outlive its block
-
-
-def test_one_helper_serves_every_pass_and_is_closed_at_the_end(settings: Settings) -> None:
-    with helper_process():
-        tracker = shared_tracker(settings)
-        assert tracker is not None
-        first = tracker.start("headlens/x", "one", {"a": 1}, {})
-        second = shared_tracker(settings).start("headlens/x", "two", {"a": 2}, {})  # type: ignore[union-attr]
-        process = tracker._process
-        assert process.is_alive()
-    assert first and second and first != second
-    assert not process.is_alive()  # the pipe closed: the helper exited
-    assert process.exitcode == 0
 
 
 def test_the_cli_analysis_is_tracked_through_the_helper(settings: Settings, tiny_bert: Path) -> None:

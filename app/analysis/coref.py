@@ -90,7 +90,7 @@ class CorefHeads(Analysis):
     def update(self, batch: AttentionBatch, layer: int, maps: LayerMaps) -> None:
         assert maps.word is not None
         # One block of rows per layer and batch, concatenated here: thousands of small
-        # per-mention arrays held until the chunk's write fragmented the heap (extract/heap.py).
+        # per-mention arrays held until the chunk's write fragmented the heap (app/heap.py).
         blocks: dict[str, list[np.ndarray]] = {name: [] for name in _COLUMNS}
         for row, segment_id in enumerate(batch.segment_ids.tolist()):
             scored = self.mentions.get(segment_id)

@@ -180,7 +180,7 @@ class AttentionEngine:
         self.batch_size = batch_size
         self.batch_tokens = batch_tokens
         self.device = device
-        # Trims the heap after a batch when fragmentation has grown it (extract/heap.py).
+        # Trims the heap after a batch when fragmentation has grown it (app/heap.py).
         self.heap = HeapGuard()
         # Models without token types (RoBERTa-style: type_vocab_size 1) take none.
         self.use_token_types = getattr(model.config, "type_vocab_size", 0) > 1
