@@ -288,8 +288,10 @@ def helper_process() -> Iterator[None]:
     used by every pass after it, then closed on the way out (the CLI sets this).
 
     So a command pays MLflow's import once, on another core, and its own memory holds no
-    MLflow (0.15 GiB with its server-side imports: `reproduce` keeps that off the peak of
-    every later stage). A notebook keeps MLflow in its own process, imported once.
+    MLflow (0.15 GiB with its server-side imports; the helper holds about as much beside it).
+    Like a tracker in the process, the helper's stops calling MLflow after a failure: the
+    command's later runs wait in `mlflow_backlog` for `headlens runs --relog`. A notebook
+    keeps MLflow in its own process, imported once.
     """
     global _helpers
     outer, _helpers = _helpers, {}
