@@ -53,6 +53,9 @@ def test_stopping_mlflow_ui_stops_the_server(tmp_path: Path, _mlflow_template: P
             time.sleep(0.3)
         assert not answers(port)
         with socket.socket() as again:  # the port is free: no worker kept it
+            # (SO_REUSEADDR: the probes' closed connections may linger in TIME_WAIT; only a
+            # socket still listening on the port makes the bind fail then)
+            again.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             again.bind(("127.0.0.1", port))
     finally:
         if ui.poll() is None:

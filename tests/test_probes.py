@@ -322,22 +322,24 @@ def test_streamed_and_spilled_maps_batch_like_in_memory_ones(tmp_path: Path) -> 
         assert torch.equal(spilled.module.state_dict()[name], value), name
 
 
-def test_the_heap_is_trimmed_once_each_set_is_collated(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Collating frees small per-sentence tensors among the buckets that stay: the holes are
-    given back before training starts (train and dev), not kept for the whole run."""
+def test_the_heap_is_trimmed_after_a_collation_that_grew_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Collating frees small per-sentence tensors among the buckets that stay: when that grew
+    the process past the slack, the holes are given back before training (not kept for the
+    whole run); a small set is not worth the trim."""
+    import itertools
+
+    from app import heap
+
     rng = np.random.default_rng(5)
     examples = [make_example(rng, random_tree(rng, n)) for n in (3, 4, 5, 3)]
-    moments: list[str] = []
-    real_set = probes.CollatedSet
-
-    def collated(*args, **kwargs):
-        moments.append("collated")
-        return real_set(*args, **kwargs)
-
-    monkeypatch.setattr(probes, "CollatedSet", collated)
-    monkeypatch.setattr(probes, "release_memory", lambda: moments.append("trim"))
+    grown = probes.COLLATE_TRIM_SLACK + 1
+    # train: before, after (grown past the slack), after its trim; dev: before, after (a little)
+    readings = itertools.chain([0, grown, grown // 2, grown // 2, grown // 2 + 10], itertools.repeat(grown // 2 + 10))
+    trims: list[int] = []
+    monkeypatch.setattr(heap, "resident_bytes", lambda: next(readings))
+    monkeypatch.setattr(heap, "trim_heap", lambda: trims.append(1) or True)
     train_probe(ProbeConfig("attn", max_epochs=1), examples, examples[:2])
-    assert moments[:4] == ["collated", "trim", "collated", "trim"]
+    assert trims == [1]  # the train set's collation only
 
 
 def test_release_drops_the_examples_maps_once_collated() -> None:
