@@ -18,16 +18,21 @@ Both are no-ops where glibc is absent.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import ctypes.util
 import gc
 import os
 import sys
+from collections.abc import Iterator
 
 # Growth of the resident size over a pass's first batch that triggers a trim. A batch of
 # MiniLM at 16 x 128 pieces holds ~75 MiB of attention maps and frees ~300 MiB of
 # temporaries, which the heap rightly keeps; fragmentation adds ~100 MiB per batch on top.
 HEAP_SLACK = 256 << 20
+# Growth over a block of work (a probe, a collated set) above which `released_if_grown` trims:
+# EWT train's probes grow the process by hundreds of MiB, the test suite's tiny ones by a few.
+BLOCK_SLACK = 64 << 20
 
 _PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 
@@ -67,6 +72,23 @@ def release_memory() -> None:
     """Collect garbage, then trim the heap: for the end of a pass or of a stage."""
     gc.collect()
     trim_heap()
+
+
+@contextlib.contextmanager
+def released_if_grown(slack: int = BLOCK_SLACK) -> Iterator[None]:
+    """`release_memory()` after the block, if the resident size grew more than `slack` over it.
+
+    For work that frees what it built (a probe's data, the rows a set was collated from): a
+    trim walks the whole heap, tenths of a second in a large process, which small work (the
+    test suite's tiny probes, a probe already done) would pay for nothing.
+    """
+    before = resident_bytes()
+    try:
+        yield
+    finally:
+        after = resident_bytes()
+        if before is not None and after is not None and after - before > slack:
+            release_memory()
 
 
 class HeapGuard:

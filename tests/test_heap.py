@@ -48,3 +48,17 @@ def test_the_real_calls_on_linux() -> None:
     del block
     assert heap.trim_heap() is True
     heap.release_memory()
+
+
+def test_a_block_is_released_only_if_it_grew_the_process(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A trim walks the whole heap: after small work it is skipped, after large work it runs."""
+    readings = iter([0, heap.BLOCK_SLACK, 0, heap.BLOCK_SLACK + 1])
+    trims: list[int] = []
+    monkeypatch.setattr(heap, "resident_bytes", lambda: next(readings))
+    monkeypatch.setattr(heap, "trim_heap", lambda: trims.append(1) or True)
+    with heap.released_if_grown():
+        pass  # grew exactly the slack: not worth a trim
+    assert trims == []
+    with pytest.raises(KeyError), heap.released_if_grown():
+        raise KeyError("the work failed")  # what it built is freed all the same
+    assert trims == [1]

@@ -332,9 +332,9 @@ def test_the_heap_is_trimmed_after_a_collation_that_grew_it(monkeypatch: pytest.
 
     rng = np.random.default_rng(5)
     examples = [make_example(rng, random_tree(rng, n)) for n in (3, 4, 5, 3)]
-    grown = probes.COLLATE_TRIM_SLACK + 1
-    # train: before, after (grown past the slack), after its trim; dev: before, after (a little)
-    readings = itertools.chain([0, grown, grown // 2, grown // 2, grown // 2 + 10], itertools.repeat(grown // 2 + 10))
+    grown = heap.BLOCK_SLACK + 1
+    # train: before, after (grown past the slack); dev: before, after (a little)
+    readings = itertools.chain([0, grown, grown, grown + 10], itertools.repeat(grown + 10))
     trims: list[int] = []
     monkeypatch.setattr(heap, "resident_bytes", lambda: next(readings))
     monkeypatch.setattr(heap, "trim_heap", lambda: trims.append(1) or True)

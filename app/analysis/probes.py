@@ -71,7 +71,7 @@ from app.analysis.probe_models import (  # noqa: F401 - re-exported: the probes'
     tree_distances,
 )
 from app.errors import AnalysisUnavailable, UnknownName
-from app.heap import HeapGuard
+from app.heap import released_if_grown
 
 
 @dataclass(frozen=True)
@@ -481,11 +481,6 @@ def _view(batch: ProbeBatch, positions: torch.Tensor | None, run: tuple[int, int
     return replace(batch, **chosen)
 
 
-# Growth of the resident size while a set is collated above which the heap is trimmed
-# (EWT train's attention set: 320 MiB; the test suite's sets: a few).
-COLLATE_TRIM_SLACK = 64 << 20
-
-
 def _collated_set(stack: contextlib.ExitStack, examples: Sequence[ProbeExample], kind: str,
                   map_index: np.ndarray | None, device: torch.device,
                   maps: Iterable[tuple[int, np.ndarray]] | None, spill: Path | None,
@@ -496,14 +491,11 @@ def _collated_set(stack: contextlib.ExitStack, examples: Sequence[ProbeExample],
     if spill is not None:
         folder = Path(stack.enter_context(tempfile.TemporaryDirectory(dir=spill, prefix=spill_prefix())))
     # Collating frees a few small tensors per sentence, interleaved with the buckets that
-    # stay: without a trim those holes stay resident for the whole training (EWT train:
-    # 0.13 GiB, on top of the set's own 0.15 GiB). Small sets are not worth a trim (which
-    # walks the whole heap: in the test suite, tenths of a second per tiny probe).
-    guard = HeapGuard(slack=COLLATE_TRIM_SLACK)
-    guard.check()  # the size before collating
-    collated = CollatedSet(examples, kind, map_index, device, release=release, maps=maps, spill=folder)
+    # stay: without a trim those holes stay resident for the whole training (EWT train's
+    # attention set: 0.13 GiB, on top of the set's own 0.15 GiB; it grew the process 320 MiB).
+    with released_if_grown():
+        collated = CollatedSet(examples, kind, map_index, device, release=release, maps=maps, spill=folder)
     stack.callback(collated.close)
-    guard.check()  # trims if collating grew the process by more than the slack
     return collated
 
 

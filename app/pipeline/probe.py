@@ -23,7 +23,7 @@ from sqlalchemy.exc import IntegrityError
 
 from app.config import ExtractConfig, Settings
 from app.errors import AppError, RunInProgress, UnknownName
-from app.heap import release_memory
+from app.heap import released_if_grown
 from app.pipeline.common import check_extract_config, check_layers, open_db, progress_bar
 from app.pipeline.lifecycle import Lifecycle
 from app.store.db import session_scope
@@ -262,12 +262,10 @@ def probe(settings: Settings, kind: str, *, model: str | None, train: str, dev: 
                           annotation=annotation, layers=layers, hidden_layer=hidden_layer,
                           options=options, vectors_path=vectors_path, extract=extract, force=force,
                           say=say, distribute=distribute, **selection)
-    try:
+    with released_if_grown():  # the probe's data are gone: the next probe starts from a trimmed heap
         return _probe(settings, kind, model=model, train=train, dev=dev, test=test, annotation=annotation,
                       layers=layers, hidden_layer=hidden_layer, options=options, vectors_path=vectors_path,
                       extract=extract, force=force, say=say, distribute=None, **selection)
-    finally:
-        release_memory()  # the probe's data are gone: the next probe starts from a trimmed heap
 
 
 class _Selection(TypedDict):
@@ -338,7 +336,7 @@ def probe_group(settings: Settings, specs: Sequence[tuple[str, tuple[int, ...] |
     work.settle()
     pending = [(one, state) for one, state in zip(planned, states) if not state.done]
     if pending:
-        with work.guard():
+        with released_if_grown(), work.guard():
             data = _data(settings, db, [one for one, _ in pending], extract, say, None, score_test=True)
             tracker = tracker_for(settings)
             for one, state in pending:
@@ -360,8 +358,7 @@ def probe_group(settings: Settings, specs: Sequence[tuple[str, tuple[int, ...] |
                 _record(tracker, settings, db, work, one, state.result, data, trained=probe,
                         dev_score=probe.history[probe.best_epoch - 1].dev_score, test_score=test_score,
                         n_test=n_test)
-        del data, trained
-        release_memory()
+            del data, trained  # before the trim on the way out
     return [state.result for state in states]
 
 
@@ -506,10 +503,10 @@ def _data(settings: Settings, db: Engine, planned: Sequence[_Planned], extract: 
     caches: dict[str, Path | None] = dict.fromkeys(("train", "dev", "test"))
     hidden_layer = planned[0].hidden_layer
     if model is not None and hidden_layer is not None:
-        for split in caches:
-            caches[split] = extract_features(settings, model, identity[split], hidden_layer=hidden_layer,
-                                             config=extract, say=say, distribute=distribute)
-    release_memory()  # what the encoder's extraction freed, before the examples are built
+        with released_if_grown():  # what an extraction freed, before the examples are built
+            for split in caches:
+                caches[split] = extract_features(settings, model, identity[split], hidden_layer=hidden_layer,
+                                                 config=extract, say=say, distribute=distribute)
     vectors = load_vectors(identity["vectors"]) if kinds & set(probes.GLOVE_KINDS) else None
     examples, excluded, streams = {}, {}, {}
     for split in ("train", "dev", "test"):
