@@ -20,15 +20,18 @@ spilled: 0.75x of before at 1000-4000 sentences, 1.0x over all 12544): compare o
 
 `--compare-threads 1,2` times instead today's spilled epoch (what `headlens probe` runs) in wall
 seconds at each torch thread count, interleaved: a probe's operations are many small ones,
-which a second thread may slow down rather than speed up.
+which a second thread may slow down rather than speed up. With `--pair-kernels` it times the
+distance + GloVe probe's pair MLP both ways at each count, interleaved: the fused loop
+(app/analysis/fused_pair_mlp.py, today's CPU path) and the chunked tensor code before it.
 
 Usage: python bench/probes.py [--sentences 2000] [--kinds attn_glove,attn] [--threads 2] [--repeats 3]
-                              [--compare-threads 1,2]
+                              [--compare-threads 1,2 [--pair-kernels]]
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import gzip
 import sys
 import tempfile
@@ -41,7 +44,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from app.analysis import probes  # noqa: E402
+from app.analysis import probe_kernels, probes  # noqa: E402
 from app.analysis.probe_models import (  # noqa: E402
     AttentionGloveProbe,
     AttentionProbe,
@@ -183,20 +186,32 @@ def epoch(config: ProbeConfig, examples: list[ProbeExample], mode: str, spill: s
     return clock() - start
 
 
+FUSED_PAIR_MLP = probe_kernels.pair_mlp
+
+
 def compare_threads(kinds: list[str], examples: list[ProbeExample], counts: list[int], repeats: int,
-                    scale: float) -> None:
-    """Wall seconds of one spilled epoch at each thread count, interleaved; the fastest of `repeats`."""
+                    scale: float, pair_kernels: bool = False) -> None:
+    """Wall seconds of one spilled epoch at each thread count, interleaved; the fastest of `repeats`.
+
+    `pair_kernels`: distance_glove's pair MLP as the fused loop and as the chunked tensor code."""
     print(f"wall seconds of one spilled epoch (the fastest of {repeats}, interleaved), scaled to all of EWT train")
-    print(f"{'kind':15} " + " ".join(f"{f'{n} thread(s)':>12}" for n in counts))
+    print(f"{'kind':28} " + " ".join(f"{f'{n} thread(s)':>12}" for n in counts))
+    variants = [("", True)]
+    if pair_kernels:
+        kinds, variants = ["distance_glove"], [(", fused loop", True), (", chunked tensors", False)]
     for kind in kinds:
         config = ProbeConfig(kind=kind)  # type: ignore[arg-type]
-        runs: dict[int, list[float]] = {n: [] for n in counts}
+        runs: dict[tuple[str, int], list[float]] = {(name, n): [] for name, _ in variants for n in counts}
         for _ in range(repeats):
             for n in counts:
-                torch.set_num_threads(n)
-                with tempfile.TemporaryDirectory() as spill:
-                    runs[n].append(epoch(config, examples, "spilled", spill, clock=time.perf_counter) * scale)
-        print(f"{kind:15} " + " ".join(f"{min(runs[n]):12.1f}" for n in counts))
+                for name, fused in variants:
+                    torch.set_num_threads(n)
+                    probe_kernels.pair_mlp = functools.partial(FUSED_PAIR_MLP, fused=fused)  # type: ignore[assignment]
+                    with tempfile.TemporaryDirectory() as spill:
+                        runs[name, n].append(epoch(config, examples, "spilled", spill, clock=time.perf_counter) * scale)
+                    probe_kernels.pair_mlp = FUSED_PAIR_MLP
+        for name, _ in variants:
+            print(f"{kind + name:28} " + " ".join(f"{min(runs[name, n]):12.1f}" for n in counts))
 
 
 def main() -> None:
@@ -206,6 +221,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=1, help="epochs per mode; the fastest is shown")
     parser.add_argument("--compare-threads", metavar="N,M", help="wall time of the spilled epoch at these thread counts")
+    parser.add_argument("--pair-kernels", action="store_true",
+                        help="with --compare-threads: distance_glove's pair MLP fused against chunked")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     all_lengths = treebank_lengths(TRAIN)
@@ -217,7 +234,7 @@ def main() -> None:
           f"{len(all_lengths)}), 72 float16 maps, batch 32, {torch.get_num_threads()} threads")
     if args.compare_threads:
         compare_threads(args.kinds.split(","), examples, [int(n) for n in args.compare_threads.split(",")],
-                        args.repeats, scale)
+                        args.repeats, scale, args.pair_kernels)
         return
     print(f"CPU seconds of one epoch (process time: steadier than wall time on a shared machine; the fastest of "
           f"{args.repeats}), scaled to all of EWT train")

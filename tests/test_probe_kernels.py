@@ -76,22 +76,28 @@ def test_map_mix_takes_an_expanded_weight_and_refuses_maps_with_gradients() -> N
         map_mix(coeff, maps.float().requires_grad_())
 
 
-@pytest.mark.parametrize("chunk_bytes", [1, 20_000, 1 << 20])
-def test_pair_mlp_matches_the_plain_mlp(chunk_bytes: int) -> None:
-    g = torch.Generator().manual_seed(2)
-    size, width, hidden, n_rows = 3, 6, 16, 5
+def _pair_inputs(seed: int, size: int = 3, width: int = 6, hidden: int = 16, n_rows: int = 5):
+    g = torch.Generator().manual_seed(seed)
     dependent = torch.randn(size, width, hidden, generator=g, requires_grad=True)
     candidate = torch.randn(size, 1 + width, hidden, generator=g, requires_grad=True)
-    distance = torch.randn(n_rows, hidden, generator=g, requires_grad=True)
+    distance = torch.randn(size, n_rows, hidden, generator=g, requires_grad=True)
     index = torch.randint(0, n_rows, (size, width, 1 + width), generator=g)
     out_weight = torch.randn(1, hidden, generator=g, requires_grad=True)
     out_bias = torch.randn(1, generator=g, requires_grad=True)
-    inputs = (dependent, candidate, distance, index, out_weight, out_bias)
-    trained = (dependent, candidate, distance, out_weight, out_bias)
     grad_out = torch.randn(size, width, 1 + width, generator=g)
+    grad_out[0, :, 3] = 0.0  # a masked candidate: the fused backward skips such pairs
+    grad_out[2, 4:] = 0.0  # padded words
+    return (dependent, candidate, distance, index, out_weight, out_bias), grad_out
+
+
+@pytest.mark.parametrize(("fused", "chunk_bytes"), [(True, None), (False, 1), (False, 20_000), (False, 1 << 20)])
+def test_pair_mlp_matches_the_plain_mlp(fused: bool, chunk_bytes: int | None) -> None:
+    inputs, grad_out = _pair_inputs(2)
+    dependent, candidate, distance, _, out_weight, out_bias = inputs
+    trained = (dependent, candidate, distance, out_weight, out_bias)
     expected = plain_pair_mlp(*inputs)
     expected_grads = torch.autograd.grad(expected, trained, grad_out)
-    got = pair_mlp(*inputs, chunk_bytes=chunk_bytes)
+    got = pair_mlp(*inputs, chunk_bytes=chunk_bytes, fused=fused)
     got_grads = torch.autograd.grad(got, trained, grad_out)
     torch.testing.assert_close(got, expected, rtol=RTOL, atol=ATOL)
     for name, value, reference in zip(("dependent", "candidate", "distance", "out_weight", "out_bias"),
@@ -99,11 +105,40 @@ def test_pair_mlp_matches_the_plain_mlp(chunk_bytes: int) -> None:
         torch.testing.assert_close(value, reference, rtol=RTOL, atol=ATOL, msg=name)
 
 
+def test_the_fused_tanh_is_within_float32_rounding_of_the_exact_one() -> None:
+    from app.analysis.fused_pair_mlp import tanh
+
+    x = np.concatenate([np.linspace(-12, 12, 200_001), np.geomspace(1e-8, 1e-2, 1001)]).astype(np.float32)
+    x = np.concatenate([x, -x])
+    got, exact = tanh(x), np.tanh(x.astype(np.float64))
+    error = np.abs(got - exact)
+    assert error.max() <= 3e-7  # 2.5 float32 ulps of 1 (saturated: 1 - 2.4e-7)
+    assert np.all(error <= 4e-7 * np.abs(exact))  # small x: relative
+    assert np.array_equal(got, -tanh(-x))  # odd, and saturates at +-1 without overshooting
+    assert np.abs(got).max() <= 1.0
+
+
+def test_the_fused_pair_mlp_gives_the_same_bits_at_any_thread_count() -> None:
+    inputs, grad_out = _pair_inputs(4, size=8, width=9, hidden=32)
+    trained = (inputs[0], inputs[1], inputs[2], inputs[4], inputs[5])
+    before = torch.get_num_threads()
+    results = []
+    try:
+        for threads in (1, 2):
+            torch.set_num_threads(threads)
+            out = pair_mlp(*inputs, fused=True)
+            results.append((out, *torch.autograd.grad(out, trained, grad_out)))
+    finally:
+        torch.set_num_threads(before)
+    for one, two in zip(*results):
+        assert torch.equal(one, two)
+
+
 def test_pair_mlp_by_hand() -> None:
     # One pair, hidden 2: tanh(0.5 + 0 + 0.25) = tanh(0.75), tanh(-1 + 1 + 0) = 0.
     dependent = torch.tensor([[[0.5, -1.0]]])
     candidate = torch.tensor([[[0.0, 1.0]]])
-    distance = torch.tensor([[9.0, 9.0], [0.25, 0.0]])  # the pair reads row 1
+    distance = torch.tensor([[[9.0, 9.0], [0.25, 0.0]]])  # the pair reads row 1
     out = pair_mlp(dependent, candidate, distance, torch.tensor([[[1]]]), torch.tensor([[2.0, 3.0]]),
                    torch.tensor([0.25]))
     assert out.item() == pytest.approx(2 * np.tanh(0.75) + 3 * 0.0 + 0.25, rel=1e-6)
@@ -112,10 +147,11 @@ def test_pair_mlp_by_hand() -> None:
 def test_distance_table_rows_are_the_distance_features() -> None:
     n_words = torch.tensor([4, 2, 1])
     features, index = distance_table(n_words, 4)
-    assert features.shape == (3 * 8, 8) and index.shape == (3, 4, 5)
-    assert torch.equal(features[index], distance_features(n_words, 4))
+    assert features.shape == (3, 8, 8) and index.shape == (3, 4, 5)
+    sentence = torch.arange(3).view(3, 1, 1)
+    assert torch.equal(features[sentence, index], distance_features(n_words, 4))
     # Sentence 0, word 2 -> candidate word 3 (key 3, one ahead): (3 - 2) / 4 ahead, offset +1.
-    assert features[index[0, 1, 3]].tolist() == [0.25, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0]
+    assert features[0, index[0, 1, 3]].tolist() == [0.25, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0]
 
 
 def test_unwidened_batches_hold_the_same_values_in_float16() -> None:

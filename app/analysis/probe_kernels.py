@@ -7,12 +7,13 @@ are saved for backward. Measured (bench/probes.py): the previous code's cost was
 matmuls' memory traffic but the page faults of a freshly allocated float32 copy per batch;
 widening in cache-sized chunks (tried first) saved those but added as much in per-chunk
 calls and a second widening in backward. `pair_mlp` is the distance + GloVe probe's MLP
-over (query, key) pairs: its [batch, query, key, hidden] activations are made a chunk of
-pairs at a time and recomputed in backward instead of being kept.
+over (query, key) pairs, without its [batch, query, key, hidden] activations: on CPU one
+fused loop per sentence (app/analysis/fused_pair_mlp.py), elsewhere tensor code over a
+chunk of pairs at a time, recomputed in backward.
 
 `map_mix` is exact: the same matmul over the same float32 values as `plain_map_mix`.
-`pair_mlp` equals `plain_pair_mlp` up to float32 rounding (partial sums per chunk, numpy's
-tanh).
+`pair_mlp` equals `plain_pair_mlp` up to float32 rounding (other summation orders; the
+fused loop's tanh is Eigen's, the chunks' numpy's).
 """
 
 from __future__ import annotations
@@ -129,7 +130,8 @@ def map_mix(coeff: torch.Tensor, *maps: torch.Tensor) -> torch.Tensor:
 
 class _PairMLP(torch.autograd.Function):
     """logits[b, q, k] = out(tanh(dependent[b, q] + candidate[b, k] + distance[index[b, q, k]])),
-    a chunk of (b, q) rows at a time; backward recomputes each chunk's tanh."""
+    `distance` and `index` over all sentences' rows, a chunk of (b, q) rows at a time;
+    backward recomputes each chunk's tanh."""
 
     @staticmethod
     def forward(ctx: Any, dependent: torch.Tensor, candidate: torch.Tensor, distance: torch.Tensor,
@@ -195,17 +197,27 @@ def _activation(table: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
 
 
 def pair_mlp(dependent: torch.Tensor, candidate: torch.Tensor, distance: torch.Tensor, index: torch.Tensor,
-             out_weight: torch.Tensor, out_bias: torch.Tensor, *, chunk_bytes: int | None = None) -> torch.Tensor:
+             out_weight: torch.Tensor, out_bias: torch.Tensor, *, chunk_bytes: int | None = None,
+             fused: bool | None = None) -> torch.Tensor:
     """The distance + GloVe MLP over every (query, key) pair, without its [b, q, k, hidden] tensors.
 
-    logits[b, q, k] = out_weight . tanh(dependent[b, q] + candidate[b, k] + distance[index[b, q, k]])
+    logits[b, q, k] = out_weight . tanh(dependent[b, q] + candidate[b, k] + distance[b, index[b, q, k]])
     + out_bias. Shapes: dependent [b, q, hidden], candidate [b, key, hidden], distance
-    [rows, hidden] (the distance features take few values: a table of their projections),
-    index [b, q, key] int64 rows of it, out_weight [1, hidden], out_bias [1]. Equal to the
-    plain expression up to float32 rounding (chunked sums, numpy's tanh).
+    [b, rows, hidden] (the distance features take few values per sentence: a table of their
+    projections), index [b, q, key] int64 rows of the sentence's table, out_weight [1, hidden],
+    out_bias [1]. Equal to the plain expression up to float32 rounding. `fused` (default: on
+    CPU float32) runs the fused loop, else the chunked tensor code (`chunk_bytes` per chunk).
     """
-    return _PairMLP.apply(dependent.contiguous(), candidate.contiguous(), distance.contiguous(), index,
-                          out_weight, out_bias, chunk_bytes or PAIR_CHUNK_BYTES)
+    if fused is None:
+        fused = all(t.device.type == "cpu" and t.dtype == torch.float32 for t in (dependent, candidate, distance))
+    if fused:  # numba is imported by the one probe that uses it
+        from app.analysis.fused_pair_mlp import FusedPairMLP
+
+        return FusedPairMLP.apply(dependent, candidate, distance, index, out_weight, out_bias)
+    size, rows, hidden = distance.shape
+    offsets = rows * torch.arange(size, device=index.device).view(size, 1, 1)  # each sentence's first row
+    return _PairMLP.apply(dependent.contiguous(), candidate.contiguous(), distance.reshape(-1, hidden).contiguous(),
+                          index + offsets, out_weight, out_bias, chunk_bytes or PAIR_CHUNK_BYTES)
 
 
 # ------------------------------------------------------------------ reference versions
@@ -219,5 +231,6 @@ def plain_map_mix(coeff: torch.Tensor, *maps: torch.Tensor) -> torch.Tensor:
 def plain_pair_mlp(dependent: torch.Tensor, candidate: torch.Tensor, distance: torch.Tensor,
                    index: torch.Tensor, out_weight: torch.Tensor, out_bias: torch.Tensor) -> torch.Tensor:
     """`pair_mlp` over the whole [b, q, k, hidden] tensor (the previous code): tests and bench/."""
-    hidden = torch.tanh(dependent[:, :, None] + candidate[:, None] + distance[index])
+    sentence = torch.arange(len(index), device=index.device).view(-1, 1, 1)
+    hidden = torch.tanh(dependent[:, :, None] + candidate[:, None] + distance[sentence, index])
     return torch.nn.functional.linear(hidden, out_weight, out_bias).squeeze(-1)

@@ -538,12 +538,12 @@ def distance_features(n_words: torch.Tensor, width: int) -> torch.Tensor:
 
 
 def distance_table(n_words: torch.Tensor, width: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """`distance_features` as a table of its few distinct rows and an index into it.
+    """`distance_features` as a table of each sentence's few distinct rows and an index into it.
 
     Per sentence the features depend only on the offset j - i (and the length), or are
     ROOT's: 2 width rows, so the MLP projects 2 width vectors instead of width^2.
-    Returns (features [batch * 2 width, 8], index [batch, query, 1 + key] int64) with
-    features[index] == distance_features(n_words, width).
+    Returns (features [batch, 2 width, 8], index [batch, query, 1 + key] int64 rows of the
+    sentence's table) with features[b, index[b]] == distance_features(n_words, width)[b].
     """
     size, device = len(n_words), n_words.device
     offset = torch.arange(-(width - 1), width, device=device).float()  # row r: offset r - (width - 1)
@@ -553,12 +553,11 @@ def distance_table(n_words: torch.Tensor, width: int) -> tuple[torch.Tensor, tor
     words = torch.stack([ahead, behind, *indicators, torch.zeros_like(ahead)], -1)  # [batch, offset, 8]
     root = torch.zeros(size, 1, N_DISTANCE_FEATURES, device=device)
     root[..., -1] = 1.0
-    features = torch.cat([words, root], 1).reshape(-1, N_DISTANCE_FEATURES)  # [batch * 2 width, 8]
+    features = torch.cat([words, root], 1)  # [batch, 2 width, 8]
     position = torch.arange(width, device=device)
     row = (position[None, :] - position[:, None]) + (width - 1)  # [query, key]: j - i, shifted
     row = torch.cat([torch.full((width, 1), 2 * width - 1, device=device), row], 1)  # ROOT first
-    index = row[None] + (2 * width) * torch.arange(size, device=device)[:, None, None]
-    return features, index
+    return features, row.expand(size, width, width + 1)
 
 
 class DistanceGloveProbe(nn.Module):
@@ -586,8 +585,8 @@ class DistanceGloveProbe(nn.Module):
         candidate = vectors @ weight[:, dim : 2 * dim].T  # [batch, key, hidden]
         root = (weight[:, dim : 2 * dim] @ self.root_vector).expand(len(vectors), 1, -1)
         candidate = torch.cat([root, candidate], 1)  # [batch, 1 + key, hidden]
-        features, index = distance_table(batch.n_words, width)  # [row, 8], [batch, query, 1 + key]
-        distance = features @ weight[:, 2 * dim :].T  # [row, hidden]
+        features, index = distance_table(batch.n_words, width)  # [batch, row, 8], [batch, query, 1 + key]
+        distance = features @ weight[:, 2 * dim :].T  # [batch, row, hidden]
         # tanh(dependent_i + candidate_j + distance_ij) -> Linear(hidden, 1), without keeping
         # the [batch, query, 1 + key, hidden] activations (probe_kernels.pair_mlp)
         logits = probe_kernels.pair_mlp(dependent, candidate, distance, index,
