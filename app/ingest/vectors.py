@@ -27,16 +27,16 @@ class WordVectors:
         return int(self.vectors.shape[1])
 
     def lookup(self, words: Sequence[str]) -> tuple[np.ndarray, int]:
-        """[word, dim] float32 vectors (zeros when unknown) and how many were unknown."""
+        """[word, dim] float32 vectors (zeros when unknown) and how many were unknown.
+
+        One gather per sentence: a memory-mapped row read one at a time cost about 10 us of
+        numpy's memmap overhead per word (seconds per probe over EWT).
+        """
+        rows = np.fromiter((self.index.get(word.lower(), -1) for word in words), dtype=np.int64, count=len(words))
+        known = rows >= 0
         out = np.zeros((len(words), self.dim), dtype=np.float32)
-        unknown = 0
-        for position, word in enumerate(words):
-            row = self.index.get(word.lower())
-            if row is None:
-                unknown += 1
-            else:
-                out[position] = self.vectors[row]
-        return out, unknown
+        out[known] = self.vectors[rows[known]]
+        return out, len(words) - int(known.sum())
 
 
 def packaged_glove() -> WordVectors:
