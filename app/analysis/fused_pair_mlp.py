@@ -44,6 +44,13 @@ def _tanh(x: np.float32) -> np.float32:  # pragma: no cover (compiled)
     return p / q
 
 
+@njit(inline="always", fastmath=True, cache=True)
+def _activation(dependent: np.ndarray, candidate: np.ndarray, distance: np.ndarray,
+                b: int, q: int, k: int, row: int, h: int) -> np.float32:  # pragma: no cover
+    """Pair (q, k)'s hidden unit h: what forward sums and backward recomputes."""
+    return _tanh(dependent[b, q, h] + candidate[b, k, h] + distance[b, row, h])
+
+
 @njit(fastmath=True, cache=True)
 def tanh(x: np.ndarray) -> np.ndarray:  # pragma: no cover (compiled)
     """The kernels' tanh over an array (for tests: its distance from numpy's)."""
@@ -64,7 +71,7 @@ def _forward(dependent: np.ndarray, candidate: np.ndarray, distance: np.ndarray,
                 row = index[b, q, k]
                 total = np.float32(0.0)
                 for h in range(hidden):
-                    total += weight[h] * _tanh(dependent[b, q, h] + candidate[b, k, h] + distance[b, row, h])
+                    total += weight[h] * _activation(dependent, candidate, distance, b, q, k, row, h)
                 out[b, q, k] = total + bias
 
 
@@ -83,7 +90,7 @@ def _backward(dependent: np.ndarray, candidate: np.ndarray, distance: np.ndarray
                     continue
                 row = index[b, q, k]
                 for h in range(hidden):
-                    a = _tanh(dependent[b, q, h] + candidate[b, k, h] + distance[b, row, h])
+                    a = _activation(dependent, candidate, distance, b, q, k, row, h)
                     grad_weight[b, h] += g * a
                     pre = g * weight[h] * (np.float32(1.0) - a * a)
                     grad_dependent[b, q, h] += pre
