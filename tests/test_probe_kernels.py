@@ -105,6 +105,14 @@ def test_pair_mlp_matches_the_plain_mlp(fused: bool, chunk_bytes: int | None) ->
         torch.testing.assert_close(value, reference, rtol=RTOL, atol=ATOL, msg=name)
 
 
+def test_the_fused_pair_mlp_refuses_what_its_loops_would_read_past() -> None:
+    (dependent, candidate, distance, index, out_weight, out_bias), _ = _pair_inputs(5)
+    with pytest.raises(ValueError, match="rows outside"):
+        pair_mlp(dependent, candidate, distance, index + distance.shape[1], out_weight, out_bias, fused=True)
+    with pytest.raises(ValueError, match="shapes"):
+        pair_mlp(dependent, candidate[:, :-1], distance, index, out_weight, out_bias, fused=True)
+
+
 def test_the_fused_tanh_is_within_float32_rounding_of_the_exact_one() -> None:
     from app.analysis.fused_pair_mlp import tanh
 

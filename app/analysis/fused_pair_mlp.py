@@ -107,15 +107,28 @@ def _array(tensor: torch.Tensor) -> np.ndarray:
     return tensor.detach().contiguous().numpy()
 
 
+def _check(dependent: np.ndarray, candidate: np.ndarray, distance: np.ndarray, rows: np.ndarray,
+           weight: np.ndarray) -> None:
+    """The loops do not check bounds (a wrong shape would read other memory): check them here."""
+    (size, width, hidden), n_keys, n_rows = dependent.shape, candidate.shape[1], distance.shape[1]
+    if (candidate.shape != (size, n_keys, hidden) or distance.shape != (size, n_rows, hidden)
+            or rows.shape != (size, width, n_keys) or weight.shape != (hidden,)):
+        raise ValueError(f"pair_mlp: shapes {dependent.shape}, {candidate.shape}, {distance.shape}, "
+                         f"{rows.shape}, {weight.shape} do not fit [b, q, h], [b, k, h], [b, r, h], [b, q, k], [h]")
+    if rows.size and (rows.min() < 0 or rows.max() >= n_rows):
+        raise ValueError(f"pair_mlp: distance rows outside 0..{n_rows - 1}")
+
+
 class FusedPairMLP(torch.autograd.Function):
     """`probe_kernels.pair_mlp` on CPU float32 tensors; keeps only its inputs for backward."""
 
     @staticmethod
     def forward(ctx: Any, dependent: torch.Tensor, candidate: torch.Tensor, distance: torch.Tensor,
                 index: torch.Tensor, out_weight: torch.Tensor, out_bias: torch.Tensor) -> torch.Tensor:
-        arrays = [_array(t) for t in (dependent, candidate, distance)]
+        arrays = _array(dependent), _array(candidate), _array(distance)
         rows = _array(index).astype(np.int32, copy=False)
         weight = _array(out_weight).reshape(-1)
+        _check(*arrays, rows, weight)
         logits = np.empty(index.shape, np.float32)
         _threads()
         _forward(*arrays, rows, weight, np.float32(out_bias.item()), logits)
