@@ -24,8 +24,11 @@ which a second thread may slow down rather than speed up. With `--pair-kernels` 
 distance + GloVe probe's pair MLP both ways at each count, interleaved: the fused loop
 (app/analysis/fused_pair_mlp.py, today's CPU path) and the chunked tensor code before it.
 
+`--pair-kernel-ns` times the pair MLP alone, forward and backward, both ways, in nanoseconds
+per (pair, hidden unit), on batches of 32 sentences of 15 to 100 words.
+
 Usage: python bench/probes.py [--sentences 2000] [--kinds attn_glove,attn] [--threads 2] [--repeats 3]
-                              [--compare-threads 1,2 [--pair-kernels]]
+                              [--compare-threads 1,2 [--pair-kernels]] [--pair-kernel-ns]
 """
 
 from __future__ import annotations
@@ -214,6 +217,32 @@ def compare_threads(kinds: list[str], examples: list[ProbeExample], counts: list
             print(f"{kind + name:28} " + " ".join(f"{min(runs[name, n]):12.1f}" for n in counts))
 
 
+def pair_kernel_ns(repeats: int) -> None:
+    """ns per (pair, hidden unit) of the pair MLP's forward and backward, fused and chunked, interleaved."""
+    from app.analysis.probe_models import distance_table
+
+    print(f"pair MLP alone, forward + backward, ns per (pair, unit), the fastest of {max(repeats, 3)}, "
+          f"{torch.get_num_threads()} threads")
+    print(f"{'batch x width':14} {'fused loop':>11} {'chunked':>9}")
+    hidden, g = 256, torch.Generator().manual_seed(0)
+    for width in (15, 30, 60, 100):
+        n_words = torch.full((32,), width)
+        features, index = distance_table(n_words, width)
+        inputs = [torch.randn(32, width, hidden, generator=g) * 0.5, torch.randn(32, width + 1, hidden, generator=g) * 0.5,
+                  torch.randn(*features.shape[:2], hidden, generator=g) * 0.5]
+        weight, bias = torch.randn(1, hidden, generator=g) * 0.1, torch.zeros(1)
+        grad = torch.randn(32, width, width + 1, generator=g)
+        best = {True: float("inf"), False: float("inf")}
+        for _ in range(max(repeats, 3)):
+            for fused in (True, False):
+                leaves = [t.clone().requires_grad_() for t in inputs]
+                start = time.perf_counter()
+                FUSED_PAIR_MLP(*leaves, index, weight, bias, fused=fused).backward(grad)
+                best[fused] = min(best[fused], time.perf_counter() - start)
+        elements = 32 * width * (width + 1) * hidden
+        print(f"32 x {width:<9} {best[True] / elements * 1e9:11.2f} {best[False] / elements * 1e9:9.2f}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sentences", type=int, default=2000)
@@ -221,10 +250,14 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=1, help="epochs per mode; the fastest is shown")
     parser.add_argument("--compare-threads", metavar="N,M", help="wall time of the spilled epoch at these thread counts")
+    parser.add_argument("--pair-kernel-ns", action="store_true", help="the pair MLP alone, fused against chunked")
     parser.add_argument("--pair-kernels", action="store_true",
                         help="with --compare-threads: distance_glove's pair MLP fused against chunked")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    if args.pair_kernel_ns:
+        pair_kernel_ns(args.repeats)
+        return
     all_lengths = treebank_lengths(TRAIN)
     rng = np.random.default_rng(1)
     lengths = all_lengths if args.sentences >= len(all_lengths) else rng.choice(all_lengths, args.sentences, replace=False)

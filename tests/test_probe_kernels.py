@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -103,6 +108,22 @@ def test_pair_mlp_matches_the_plain_mlp(fused: bool, chunk_bytes: int | None) ->
     for name, value, reference in zip(("dependent", "candidate", "distance", "out_weight", "out_bias"),
                                       got_grads, expected_grads):
         torch.testing.assert_close(value, reference, rtol=RTOL, atol=ATOL, msg=name)
+
+
+def test_the_fused_pair_mlp_leaves_torchs_thread_count_as_set() -> None:
+    # A fresh interpreter: numba's OpenMP pool starts at the first fused call of a process.
+    script = (
+        "import torch; torch.set_num_threads(1)\n"
+        "from app.analysis.probe_kernels import pair_mlp\n"
+        "x = torch.randn(2, 3, 4, requires_grad=True)\n"
+        "pair_mlp(x, torch.randn(2, 4, 4), torch.randn(2, 6, 4), torch.zeros(2, 3, 4, dtype=torch.long),\n"
+        "         torch.randn(1, 4), torch.randn(1), fused=True).sum().backward()\n"
+        "print(torch.get_num_threads())\n"
+    )
+    env = {**os.environ, "NUMBA_NUM_THREADS": "2"}
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env,
+                          cwd=Path(__file__).resolve().parents[1], check=True)
+    assert done.stdout.split() == ["1"]
 
 
 def test_the_fused_pair_mlp_refuses_what_its_loops_would_read_past() -> None:
