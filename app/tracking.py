@@ -289,7 +289,7 @@ def helper_process() -> Iterator[None]:
 
     So a command pays MLflow's import once, on another core, and its own memory holds no
     MLflow (0.15 GiB with its server-side imports; the helper holds about as much beside it).
-    Like a tracker in the process, the helper's stops calling MLflow after a failure: the
+    Like a tracker in the process, the helper stops calling MLflow after a failure: the
     command's later runs wait in `mlflow_backlog` for `headlens runs --relog`. A notebook
     keeps MLflow in its own process, imported once.
     """

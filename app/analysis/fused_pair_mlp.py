@@ -28,13 +28,11 @@ from numba import njit, prange
 
 _CLAMP = np.float32(7.90531110763549805)  # tanh is 1.0f (to rounding) beyond this
 # Eigen's generic_fast_tanh_float: odd numerator, even denominator, in x^2
-_NUMERATOR = tuple(np.float32(c) for c in (
+_N0, _N1, _N2, _N3, _N4, _N5, _N6 = (np.float32(c) for c in (
     -2.76076847742355e-16, 2.00018790482477e-13, -8.60467152213735e-11, 5.12229709037114e-08,
     1.48572235717979e-05, 6.37261928875436e-04, 4.89352455891786e-03))
-_DENOMINATOR = tuple(np.float32(c) for c in (
+_D0, _D1, _D2, _D3 = (np.float32(c) for c in (
     1.19825839466702e-06, 1.18534705686654e-04, 2.26843463243900e-03, 4.89352518554385e-03))
-_N0, _N1, _N2, _N3, _N4, _N5, _N6 = _NUMERATOR
-_D0, _D1, _D2, _D3 = _DENOMINATOR
 
 
 @njit(inline="always", fastmath=True, cache=True)
