@@ -11,9 +11,9 @@ import torch
 
 from app import pipeline
 from app.analysis.base import AttentionBatch
-from app.analysis.syntax import HeadPredictions, score_arcs, score_offsets
+from app.analysis.syntax import HeadPredictions, per_word_rows, score_arcs, score_offsets
 from app.config import ExtractConfig
-from app.types import CLS, SEP, WORD
+from app.types import CLS, OTHER_SPECIAL, SEP, WORD
 from tests.conftest import store_hand_run
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -91,6 +91,61 @@ def hand_batch(segment_ids: list[int]) -> tuple[AttentionBatch, torch.Tensor]:
         n_words=np.array([3, 4]),
     )
     return batch, maps
+
+
+def random_layout(generator: torch.Generator, size: int, n_units: int) -> AttentionBatch:
+    """Segments of every shape the engine makes: a pair ([CLS] A [SEP] B [SEP]), a single
+    sequence, one word, no [CLS] at all, an extra special token, padding units."""
+    kinds = torch.full((size, n_units), -1, dtype=torch.int8)
+    words = torch.full((size, n_units), -1, dtype=torch.long)
+    for row in range(size):
+        length = int(torch.randint(3, n_units + 1, (1,), generator=generator))
+        layout = [CLS] + [WORD] * (length - 2) + [SEP]
+        shape = row % 5
+        if shape == 0:  # a pair
+            layout[length // 2] = SEP
+        elif shape == 1:  # one word
+            layout = [CLS, WORD, SEP]
+        elif shape == 2:  # no [CLS]
+            layout[0] = WORD
+        elif shape == 3:  # another special token
+            layout[1] = OTHER_SPECIAL
+        kinds[row, : len(layout)] = torch.tensor(layout, dtype=torch.int8)
+        is_word = kinds[row] == WORD
+        words[row, is_word] = torch.arange(int(is_word.sum()))
+    return AttentionBatch(
+        segment_ids=np.arange(size), input_ids=torch.zeros(size, 1, dtype=torch.long),
+        token_valid=torch.ones(size, 1, dtype=torch.bool), token_kind=torch.zeros(size, 1, dtype=torch.int8),
+        token_punct=torch.zeros(size, 1, dtype=torch.int8), token_unit=torch.zeros(size, 1, dtype=torch.long),
+        unit_kind=kinds, unit_word=words, n_words=(kinds == WORD).sum(1).numpy(),
+    )
+
+
+@pytest.mark.parametrize("tied", [False, True])
+def test_the_compiled_predictions_are_the_tensor_codes_bits(tied: bool) -> None:
+    generator = torch.Generator().manual_seed(7)
+    batch = random_layout(generator, size=10, n_units=14)
+    maps = torch.rand(10, 3, 14, 14, generator=generator)
+    if tied:  # coarse weights: many ties, which both must break to the leftmost word
+        maps = (maps * 3).round()
+    maps = maps / maps.sum(-1, keepdim=True)
+    rows, units = torch.nonzero(batch.unit_kind == WORD, as_tuple=True)
+    fused = per_word_rows(maps, batch, rows, units, fused=True)
+    tensors = per_word_rows(maps, batch, rows, units, fused=False)
+    assert fused.keys() == tensors.keys()
+    for key, expected in tensors.items():
+        assert fused[key].dtype == expected.dtype, key
+        np.testing.assert_array_equal(fused[key], expected, err_msg=key)
+    assert (fused["predicted_index"] == -1).any() and (fused["cls_weight"] == 0).any()  # the edge rows ran
+
+
+def test_the_compiled_predictions_refuse_what_they_would_read_past() -> None:
+    batch, maps = hand_batch([1, 2])
+    rows, units = torch.nonzero(batch.unit_kind == WORD, as_tuple=True)
+    with pytest.raises(ValueError, match="do not fit"):
+        per_word_rows(maps[:, :, :5], batch, rows, units, fused=True)
+    with pytest.raises(ValueError, match="do not fit"):
+        per_word_rows(maps.double(), batch, rows, units, fused=True)
 
 
 @pytest.fixture

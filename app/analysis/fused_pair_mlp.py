@@ -17,14 +17,13 @@ depend on the thread count and needs no locks.
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator
 from typing import Any
 
-import numba
 import numpy as np
 import torch
 from numba import njit, prange
+
+from app.numba_threads import numba_threads_as_torch
 
 _CLAMP = np.float32(7.90531110763549805)  # tanh is 1.0f (to rounding) beyond this
 # Eigen's generic_fast_tanh_float: odd numerator, even denominator, in x^2
@@ -98,23 +97,6 @@ def _backward(dependent: np.ndarray, candidate: np.ndarray, distance: np.ndarray
                     grad_distance[b, row, h] += pre
 
 
-@contextlib.contextmanager
-def _numba_threads_as_torch() -> Iterator[None]:
-    """numba's threads follow torch's setting (`--threads`), within the pool numba started.
-
-    numba's OpenMP layer sets OpenMP's thread count to its pool's size when it starts the
-    pool, which is also torch's (one OpenMP runtime): without the restore, a `--threads 1`
-    probe would run torch at every core after its first fused call (a test).
-    """
-    threads = torch.get_num_threads()
-    try:
-        numba.set_num_threads(max(1, min(threads, numba.config.NUMBA_NUM_THREADS)))
-        yield
-    finally:
-        if torch.get_num_threads() != threads:
-            torch.set_num_threads(threads)
-
-
 def _array(tensor: torch.Tensor) -> np.ndarray:
     return tensor.detach().contiguous().numpy()
 
@@ -142,7 +124,7 @@ class FusedPairMLP(torch.autograd.Function):
         weight = _array(out_weight).reshape(-1)
         _check(*arrays, rows, weight)
         logits = np.empty(index.shape, np.float32)
-        with _numba_threads_as_torch():
+        with numba_threads_as_torch():
             _forward(*arrays, rows, weight, np.float32(out_bias.item()), logits)
         ctx.arrays, ctx.rows, ctx.weight = arrays, rows, weight
         return torch.from_numpy(logits)
@@ -153,7 +135,7 @@ class FusedPairMLP(torch.autograd.Function):
         grads = [np.zeros_like(a) for a in (dependent, candidate, distance)]
         per_sentence = np.zeros((len(dependent), dependent.shape[2]), np.float32)
         g = _array(grad)
-        with _numba_threads_as_torch():
+        with numba_threads_as_torch():
             _backward(dependent, candidate, distance, ctx.rows, ctx.weight, g, *grads, per_sentence)
         grad_weight = torch.from_numpy(per_sentence.sum(0, dtype=np.float32)).view(1, -1)
         grad_bias = torch.tensor([g.sum(dtype=np.float32)])

@@ -40,7 +40,6 @@ def word_predictions(word_maps: torch.Tensor, unit_kind: torch.Tensor) -> dict[s
 
     Returns:
         predicted, attended_by: [batch, head, unit] unit indices (-1: no candidate);
-        weight: [batch, head, unit] attention to `predicted`;
         cls_weight, sep_weight: [batch, head, unit] attention to [CLS] / all [SEP]s.
         Only the rows of word units are defined (the others are never read).
     """
@@ -60,7 +59,7 @@ def word_predictions(word_maps: torch.Tensor, unit_kind: torch.Tensor) -> dict[s
     both = word_maps.new_empty(2, batch, heads, n_units, n_units)
     torch.add(word_maps, penalty, out=both[0])
     torch.add(word_maps.transpose(-1, -2), penalty, out=both[1])
-    best, index = both.max(-1)  # [2, batch, head, unit]
+    _, index = both.max(-1)  # [2, batch, head, unit]
     none = torch.full_like(index[0], -1)
     # Special-token mass: gather the [CLS] and [SEP] columns (cheaper than a thin matmul).
     is_cls = (unit_kind == CLS).to(torch.int8)
@@ -80,9 +79,40 @@ def word_predictions(word_maps: torch.Tensor, unit_kind: torch.Tensor) -> dict[s
     return {
         "predicted": torch.where(has_candidate, index[0], none),
         "attended_by": torch.where(has_candidate, index[1], none),
-        "weight": torch.where(has_candidate, best[0], torch.zeros_like(best[0])),
         "cls_weight": cls_weight.squeeze(-1),
         "sep_weight": sep_weight.squeeze(-1),
+    }
+
+
+def per_word_rows(word_maps: torch.Tensor, batch: AttentionBatch, rows: torch.Tensor,
+                  units: torch.Tensor, *, fused: bool | None = None) -> dict[str, np.ndarray]:
+    """`word_predictions` of the word query units (rows, units), as [word, head] columns.
+
+    CPU float32 maps take the compiled loop (app/analysis/fused_predictions.py: the same
+    bits, several times faster); other devices and dtypes the tensor code. `fused` forces
+    one or the other (tests, benchmarks).
+    """
+    if fused is None:
+        fused = word_maps.device.type == "cpu" and word_maps.dtype == torch.float32
+    if fused:
+        from app.analysis.fused_predictions import word_rows
+
+        return word_rows(word_maps, batch.unit_kind, batch.unit_word)
+    result = word_predictions(word_maps, batch.unit_kind)
+
+    def per_word(values: torch.Tensor) -> np.ndarray:  # [batch, head, unit] -> [word, head]
+        return values[rows, :, units].cpu().numpy()
+
+    def to_word_index(unit_index: torch.Tensor) -> np.ndarray:
+        picked = unit_index[rows, :, units]  # [word, head]
+        words = batch.unit_word[rows.unsqueeze(1), picked.clamp(min=0)]
+        return torch.where(picked >= 0, words, -1).to(torch.int16).cpu().numpy()
+
+    return {
+        "predicted_index": to_word_index(result["predicted"]),
+        "attended_by_index": to_word_index(result["attended_by"]),
+        "cls_weight": per_word(result["cls_weight"]),
+        "sep_weight": per_word(result["sep_weight"]),
     }
 
 
@@ -99,19 +129,9 @@ class HeadPredictions(Analysis):
 
     def update(self, batch: AttentionBatch, layer: int, maps: LayerMaps) -> None:
         assert maps.word is not None
-        result = word_predictions(maps.word, batch.unit_kind)
         is_word = batch.unit_kind == WORD  # [batch, unit]
         rows, units = torch.nonzero(is_word, as_tuple=True)  # word query units
         n_heads = maps.word.shape[1]
-
-        def per_word(values: torch.Tensor) -> np.ndarray:  # [batch, head, unit] -> [word, head]
-            return values[rows, :, units].cpu().numpy()
-
-        def to_word_index(unit_index: torch.Tensor) -> np.ndarray:
-            picked = unit_index[rows, :, units]  # [word, head]
-            words = batch.unit_word[rows.unsqueeze(1), picked.clamp(min=0)]
-            return torch.where(picked >= 0, words, -1).to(torch.int16).cpu().numpy()
-
         # The table's own types (SMALLINT indices, INTEGER segment ids, REAL weights): a
         # chunk's rows take half the memory of int64 ones, and the writer's sort, its Arrow
         # conversion and DuckDB's insert have less to move (about 3x less time, bench/whole.py).
@@ -123,10 +143,7 @@ class HeadPredictions(Analysis):
                 "word_index": np.repeat(word_index, n_heads),
                 "layer": np.full(len(word_index) * n_heads, layer, dtype=np.int16),
                 "head": np.tile(np.arange(n_heads, dtype=np.int16), len(word_index)),
-                "predicted_index": to_word_index(result["predicted"]).ravel(),
-                "attended_by_index": to_word_index(result["attended_by"]).ravel(),
-                "cls_weight": per_word(result["cls_weight"]).ravel(),
-                "sep_weight": per_word(result["sep_weight"]).ravel(),
+                **{key: values.ravel() for key, values in per_word_rows(maps.word, batch, rows, units).items()},
             }
         )
 
