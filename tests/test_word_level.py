@@ -71,3 +71,42 @@ def test_matches_per_sentence_reference_on_random_maps() -> None:
     expected = reference_word_level(attention.double().numpy(), token_unit.numpy())
     np.testing.assert_allclose(words.numpy(), expected, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(words.sum(-1).numpy(), 1.0, atol=1e-5)
+
+
+def aligner_layout(generator: torch.Generator, size: int, tokens: int) -> tuple[torch.Tensor, int]:
+    """Rows the way the aligner numbers them: units 0, 1, ... over consecutive tokens (some
+    words split into pieces), then padding, which carries the batch's unit count."""
+    rows, n_units = [], 0
+    for _ in range(size):
+        length = int(torch.randint(2, tokens + 1, (1,), generator=generator))
+        starts_unit = torch.rand(length, generator=generator) > 0.35
+        starts_unit[0] = True
+        units = torch.cumsum(starts_unit.long(), 0) - 1
+        rows.append(units)
+        n_units = max(n_units, int(units[-1]) + 1)
+    token_unit = torch.full((size, tokens), n_units, dtype=torch.long)
+    for row, units in enumerate(rows):
+        token_unit[row, : len(units)] = units
+    return token_unit, n_units
+
+
+def test_the_compiled_conversion_is_the_tensor_codes_bits() -> None:
+    generator = torch.Generator().manual_seed(5)
+    token_unit, n_units = aligner_layout(generator, size=6, tokens=24)
+    attention = torch.randn(6, 4, 24, 24, generator=generator).masked_fill(
+        (token_unit == n_units)[:, None, None, :], float("-inf")).softmax(-1)
+    fused = to_word_level(attention, token_unit, n_units, fused=True)
+    tensors = to_word_level(attention, token_unit, n_units, fused=False)
+    assert fused.dtype == tensors.dtype and fused.shape == tensors.shape
+    assert torch.equal(fused, tensors)
+
+
+def test_a_layout_out_of_token_order_goes_to_the_tensor_code() -> None:
+    from app.extract.fused_word_level import to_word_level as compiled
+
+    attention = torch.tensor([[ATTENTION]])
+    shuffled = torch.tensor([[0, 2, 1, 1, 3]])  # units not numbered in token order
+    assert compiled(attention, shuffled, 4) is None
+    assert torch.equal(to_word_level(attention, shuffled, 4, fused=True),
+                       to_word_level(attention, shuffled, 4, fused=False))
+    assert compiled(attention, torch.tensor([TOKEN_UNIT]), 4) is not None  # the aligner's layout
