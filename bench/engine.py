@@ -7,7 +7,9 @@ Measured side by side in one run (interleaved repeats, medians), on real Wikiped
   surface      the engine with surface statistics (`headlens analyze surface`)
   surface+words  ... plus token->word conversion of every layer and head
   full         ... plus per-word head predictions (`headlens analyze surface syntax`),
-               without the database write
+               without the database write (word conversion and predictions in numba's
+               compiled loops, as the CLI runs them on passes large enough)
+  full-tensors the same with the tensor code for both (the same bits)
   per-sent     word conversion + surface statistics + head predictions per sentence and head
                in numpy loops, the way the original research code worked (app/extract/reference.py)
   full-bf16    the full engine in bfloat16 (AMX CPUs), with its largest deviation from fp32
@@ -128,9 +130,12 @@ class WordMapsOnly(Analysis):
         return []
 
 
-def run_engine(loaded, encoded, batch_size: int, mode: str = "full") -> dict[str, np.ndarray]:  # type: ignore[no-untyped-def]
+def run_engine(loaded, encoded, batch_size: int, mode: str = "full", compiled: bool = True) -> dict[str, np.ndarray]:  # type: ignore[no-untyped-def]
+    """`compiled`: numba's loops for the word conversion and head predictions (the CLI takes
+    them when a pass repays numba's start, app/compiled.py), else the tensor code."""
     info = loaded.info
     engine = AttentionEngine(loaded.model, pad_id=loaded.tokenizer.pad_token_id, batch_size=batch_size)
+    engine.compiled_loops = lambda segments: compiled and loaded.model.device.type == "cpu"  # type: ignore[method-assign]
     surface = SurfaceAnalysis(info.n_layers, info.n_heads)
     analyses: list[Analysis] = {
         "eager": [],
@@ -227,15 +232,18 @@ def main() -> None:
     # Warm-up (first calls allocate and pick kernels).
     run_bare(loaded, encoded[: args.batch_size], args.batch_size)
     run_engine(loaded, encoded[: args.batch_size], args.batch_size)
+    run_engine(loaded, encoded[: args.batch_size], args.batch_size, "full", False)
     run_engine(loaded_bf16, encoded[: args.batch_size], args.batch_size)
 
-    modes = ["bare", "eager", "surface", "surface+words", "full", "full-bf16", "full (baseline set)", "per-sent"]
+    modes = ["bare", "eager", "surface", "surface+words", "full", "full-tensors", "full-bf16", "full (baseline set)",
+             "per-sent"]
     times: dict[str, list[float]] = {mode: [] for mode in modes}
     sizes = {mode: len(baseline_set) if mode in ("full (baseline set)", "per-sent") else len(encoded) for mode in modes}
     for _ in range(args.repeats):
         times["bare"].append(timed(run_bare, loaded, encoded, args.batch_size))
         for mode in ("eager", "surface", "surface+words", "full"):
             times[mode].append(timed(run_engine, loaded, encoded, args.batch_size, mode))
+        times["full-tensors"].append(timed(run_engine, loaded, encoded, args.batch_size, "full", False))
         times["full-bf16"].append(timed(run_engine, loaded_bf16, encoded, args.batch_size))
         times["full (baseline set)"].append(timed(run_engine, loaded, baseline_set, args.batch_size))
         times["per-sent"].append(timed(run_per_sentence, loaded, baseline_set))
@@ -258,6 +266,7 @@ def main() -> None:
     print(f"  surface engine / eager forward          {ratio('surface', 'eager'):.2f}")
     print(f"  surface+words engine / bare             {ratio('surface+words', 'bare'):.2f}")
     print(f"  full engine / bare                      {ratio('full', 'bare'):.2f}")
+    print(f"  full engine, tensor code / bare         {ratio('full-tensors', 'bare'):.2f}")
     print(f"  full engine / per-sentence (same segs)  {ratio('full (baseline set)', 'per-sent'):.1f}x (target >= 5x)")
     print(f"  full bf16 / full fp32                   {ratio('full-bf16', 'full'):.2f}")
 

@@ -108,3 +108,16 @@ def test_batch_tokens_is_a_cli_option_with_a_range(ready) -> None:  # type: igno
               "--batch-tokens", "0"],
     )
     assert result.exit_code == 2 and "--batch-tokens" in result.output
+
+
+def test_the_compiled_loops_wait_for_a_pass_that_repays_numbas_start(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    import sys
+    import types
+
+    from app.compiled import worth_compiling
+
+    monkeypatch.delitem(sys.modules, "numba", raising=False)  # a fresh command
+    assert not worth_compiling(74_000_000)  # UD EWT dev's maps under the default budget
+    assert worth_compiling(286_000_000)  # 256 Wikipedia segments'
+    monkeypatch.setitem(sys.modules, "numba", types.ModuleType("numba"))  # already paid for
+    assert worth_compiling(1)

@@ -54,6 +54,9 @@ class LayerMaps:
     word: torch.Tensor | None  # [batch, head, query_unit, key_unit]
     # d loss / d attention, [batch, head, query, key]: only in the engine's gradient mode.
     grad: torch.Tensor | None = None
+    # The engine chose numba's compiled loops for this pass (app/compiled.py): analyses may
+    # take them too. The results are the same bits either way.
+    compiled: bool = False
 
 
 @dataclass

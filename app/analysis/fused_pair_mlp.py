@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from numba import njit, prange
 
-from app.numba_threads import numba_threads_as_torch
+from app.compiled import numba_threads_as_torch
 
 _CLAMP = np.float32(7.90531110763549805)  # tanh is 1.0f (to rounding) beyond this
 # Eigen's generic_fast_tanh_float: odd numerator, even denominator, in x^2

@@ -143,7 +143,8 @@ class HeadPredictions(Analysis):
                 "word_index": np.repeat(word_index, n_heads),
                 "layer": np.full(len(word_index) * n_heads, layer, dtype=np.int16),
                 "head": np.tile(np.arange(n_heads, dtype=np.int16), len(word_index)),
-                **{key: values.ravel() for key, values in per_word_rows(maps.word, batch, rows, units).items()},
+                **{key: values.ravel() for key, values in
+                   per_word_rows(maps.word, batch, rows, units, fused=maps.compiled).items()},
             }
         )
 

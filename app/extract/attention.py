@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from app.analysis.base import Analysis, AttentionBatch, LayerMaps
+from app.compiled import worth_compiling
 from app.config import PAPER_MAX_TOKENS
 from app.extract.align import EncodedSegment
 from app.extract.value_norms import ValueCapture, norm_maps
@@ -185,13 +186,25 @@ class AttentionEngine:
         # Models without token types (RoBERTa-style: type_vocab_size 1) take none.
         self.use_token_types = getattr(model.config, "type_vocab_size", 0) > 1
 
+    def bounds(self, segments: Sequence[EncodedSegment]) -> list[tuple[int, int]]:
+        lengths = [segment.n_tokens for segment in segments]
+        return batch_bounds(lengths, max_segments=self.batch_size, max_tokens=self.batch_tokens,
+                            max_cells=cell_budget(self.batch_tokens))
+
+    def compiled_loops(self, segments: Sequence[EncodedSegment]) -> bool:
+        """Whether this pass takes the compiled per-layer loops: on CPU, when its maps
+        (padded rows x tokens², every head and layer) repay numba's start (app/compiled.py)."""
+        if self.device != "cpu":
+            return False
+        cells = sum((stop - start) * max(segment.n_tokens for segment in segments[start:stop]) ** 2
+                    for start, stop in self.bounds(segments))
+        config = self.model.config
+        return worth_compiling(cells * config.num_attention_heads * config.num_hidden_layers)
+
     def batches(
         self, segments: Sequence[EncodedSegment]
     ) -> Iterator[tuple[AttentionBatch, dict[str, torch.Tensor]]]:
-        lengths = [segment.n_tokens for segment in segments]
-        bounds = batch_bounds(lengths, max_segments=self.batch_size, max_tokens=self.batch_tokens,
-                              max_cells=cell_budget(self.batch_tokens))
-        for start, stop in bounds:
+        for start, stop in self.bounds(segments):
             batch, inputs = collate(segments[start:stop], self.pad_id, self.device)
             if not self.use_token_types:
                 inputs.pop("token_type_ids")
@@ -225,6 +238,7 @@ class AttentionEngine:
         hidden_layer = next(iter(hidden_layers), None)
         by_norm = [analysis for analysis in analyses if analysis.weighting == "norm"]
         capture = ValueCapture(self.model, self.model.config.num_attention_heads) if by_norm else None
+        compiled = want_words and self.compiled_loops(segments)
         with capture or nullcontext():
             for batch, inputs in self.batches(segments):
                 attentions = self.forward(inputs, hidden_layer)
@@ -234,9 +248,9 @@ class AttentionEngine:
                     _, mean_from = pooling_matrices(batch.token_unit, n_units)
                     batch.hidden = mean_from @ hidden.float()  # [batch, unit, hidden]
                 if capture is None:
-                    _feed(batch, _forward_maps(attentions, batch, n_units, want_words), analyses, progress)
+                    _feed(batch, _forward_maps(attentions, batch, n_units, want_words, compiled), analyses, progress)
                 else:
-                    _feed_weightings(batch, attentions, capture, analyses, n_units, progress)
+                    _feed_weightings(batch, attentions, capture, analyses, n_units, compiled, progress)
                 del attentions
                 self.heap.check()
 
@@ -287,7 +301,8 @@ def _end_batch(batch: AttentionBatch, analyses: Sequence[Analysis], progress) ->
         progress.update(batch.size)
 
 
-def _feed_weightings(batch: AttentionBatch, attentions, capture: ValueCapture, analyses: Sequence[Analysis], n_units: int, progress) -> None:
+def _feed_weightings(batch: AttentionBatch, attentions, capture: ValueCapture, analyses: Sequence[Analysis],
+                     n_units: int, compiled: bool, progress) -> None:
     """Weight maps to the weight-based analyses, norm maps to the norm-based, layer by layer."""
     by_weight = [analysis for analysis in analyses if analysis.weighting != "norm"]
     by_norm = [analysis for analysis in analyses if analysis.weighting == "norm"]
@@ -295,19 +310,19 @@ def _feed_weightings(batch: AttentionBatch, attentions, capture: ValueCapture, a
     words_norm = any(analysis.needs_word_maps for analysis in by_norm)
     for layer, attention in enumerate(attentions):
         if by_weight:
-            (maps,) = _forward_maps([attention], batch, n_units, words_weight)
+            (maps,) = _forward_maps([attention], batch, n_units, words_weight, compiled)
             for analysis in by_weight:
                 analysis.update(batch, layer, maps)
         normed = norm_maps(attention.float(), capture.layer_norms(layer))
-        (maps,) = _forward_maps([normed], batch, n_units, words_norm)
+        (maps,) = _forward_maps([normed], batch, n_units, words_norm, compiled)
         for analysis in by_norm:
             analysis.update(batch, layer, maps)
     _end_batch(batch, analyses, progress)
 
 
-def _forward_maps(attentions, batch: AttentionBatch, n_units: int, want_words: bool) -> Iterator[LayerMaps]:
+def _forward_maps(attentions, batch: AttentionBatch, n_units: int, want_words: bool, compiled: bool) -> Iterator[LayerMaps]:
     """Each layer's token maps, and word maps when an analysis wants them, one at a time."""
     for attention in attentions:
         token = attention.float()  # [batch, head, query, key]
-        word = to_word_level(token, batch.token_unit, n_units) if want_words else None
-        yield LayerMaps(token=token, word=word)
+        word = to_word_level(token, batch.token_unit, n_units, fused=compiled) if want_words else None
+        yield LayerMaps(token=token, word=word, compiled=compiled)

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from numba import njit, prange
 
-from app.numba_threads import numba_threads_as_torch
+from app.compiled import numba_threads_as_torch
 
 
 @njit(parallel=True, cache=True)

@@ -1,0 +1,47 @@
+"""When the compiled (numba) loops run, and at how many threads.
+
+The loops give the same bits as the tensor code they replace, so choosing between them is
+only a question of time: numba's import and its first call cost a fresh process about
+0.6 s (its runtime is compiled by LLVM at start), which a pass repays only when its maps
+are large enough. `worth_compiling` is that cost model; the measured constants are in the
+README ("Compiled loops for the per-layer work").
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+from collections.abc import Iterator
+
+# numba's import and first call in a fresh process (0.25 s + 0.4 s, measured alone).
+NUMBA_START_SECONDS = 0.6
+# Time the compiled word conversion and head predictions save per token-level attention
+# cell of a pass (rows x tokens² x heads x layers): 1.15 s over the 302M cells of 256
+# Wikipedia segments (bench/whole.py; about 3.8 ns).
+SECONDS_SAVED_PER_CELL = 3.8e-9
+
+
+def worth_compiling(cells: int) -> bool:
+    """Whether a pass over `cells` attention cells should take the compiled loops: always once
+    numba is loaded (a long command, a notebook), else when the pass repays numba's start."""
+    return "numba" in sys.modules or cells * SECONDS_SAVED_PER_CELL > NUMBA_START_SECONDS
+
+
+@contextlib.contextmanager
+def numba_threads_as_torch() -> Iterator[None]:
+    """numba's threads follow torch's setting (`--threads`), within the pool numba started.
+
+    numba's OpenMP layer sets OpenMP's thread count to its pool's size when it starts the
+    pool, which is also torch's (one OpenMP runtime): without the restore, a `--threads 1`
+    command would run torch at every core after its first compiled call (a test).
+    """
+    import numba
+    import torch
+
+    threads = torch.get_num_threads()
+    try:
+        numba.set_num_threads(max(1, min(threads, numba.config.NUMBA_NUM_THREADS)))
+        yield
+    finally:
+        if torch.get_num_threads() != threads:
+            torch.set_num_threads(threads)
