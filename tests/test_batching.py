@@ -114,10 +114,15 @@ def test_the_compiled_loops_wait_for_a_pass_that_repays_numbas_start(monkeypatch
     import sys
     import types
 
-    from app.compiled import worth_compiling
+    from app.compiled import numba_held_back, worth_compiling
 
     monkeypatch.delitem(sys.modules, "numba", raising=False)  # a fresh command
     assert not worth_compiling(74_000_000)  # UD EWT dev's maps under the default budget
     assert worth_compiling(286_000_000)  # 256 Wikipedia segments'
+    with numba_held_back():  # `reproduce` keeps numba's memory out of its probe stage
+        assert not worth_compiling(286_000_000)
+    assert worth_compiling(286_000_000)
     monkeypatch.setitem(sys.modules, "numba", types.ModuleType("numba"))  # already paid for
     assert worth_compiling(1)
+    with numba_held_back():
+        assert worth_compiling(1)
