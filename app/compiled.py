@@ -16,9 +16,9 @@ from collections.abc import Iterator
 # numba's import and first call in a fresh process (0.25 s + 0.4 s, measured alone).
 NUMBA_START_SECONDS = 0.6
 # Time the compiled word conversion and head predictions save per token-level attention
-# cell of a pass (rows x tokens² x heads x layers): 1.15 s over the 302M cells of 256
-# Wikipedia segments (bench/whole.py; about 3.8 ns).
-SECONDS_SAVED_PER_CELL = 3.8e-9
+# cell of a pass (padded rows x tokens² x heads x layers): about 1.15 s over the 286M cells
+# of 256 Wikipedia segments (from a torch profile of 64 of them), so about 4 ns.
+SECONDS_SAVED_PER_CELL = 4e-9
 
 
 _held_back = False

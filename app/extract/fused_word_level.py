@@ -51,7 +51,7 @@ def layout_in_token_order(token_unit: np.ndarray, n_units: int) -> tuple[np.ndar
     valid = token_unit < n_units
     steps = np.diff(token_unit, axis=1)
     aligned = (
-        (token_unit >= 0).all()
+        (token_unit >= 0).all() and (token_unit <= n_units).all()
         and not (valid[:, 1:] & ~valid[:, :-1]).any()  # padding only at the end
         and not (valid[:, 0] & (token_unit[:, 0] != 0)).any()  # the first unit is 0
         and not (valid[:, 1:] & (steps != 0) & (steps != 1)).any()  # then each unit the next
