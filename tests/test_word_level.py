@@ -95,10 +95,14 @@ def test_the_compiled_conversion_is_the_tensor_codes_bits() -> None:
     token_unit, n_units = aligner_layout(generator, size=6, tokens=24)
     attention = torch.randn(6, 4, 24, 24, generator=generator).masked_fill(
         (token_unit == n_units)[:, None, None, :], float("-inf")).softmax(-1)
-    fused = to_word_level(attention, token_unit, n_units, fused=True)
+    from app.extract.fused_word_level import to_word_level as compiled
+
+    fused = compiled(attention, token_unit, n_units)  # not the dispatch: it could fall back
+    assert fused is not None
     tensors = to_word_level(attention, token_unit, n_units, fused=False)
     assert fused.dtype == tensors.dtype and fused.shape == tensors.shape
     assert torch.equal(fused, tensors)
+    assert torch.equal(to_word_level(attention, token_unit, n_units, fused=True), fused)
 
 
 def test_a_layout_out_of_token_order_goes_to_the_tensor_code() -> None:
