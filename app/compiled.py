@@ -12,6 +12,11 @@ from __future__ import annotations
 import contextlib
 import sys
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import numpy as np
+    import torch
 
 # numba's import and first call in a fresh process (0.25 s + 0.4 s, measured alone).
 NUMBA_START_SECONDS = 0.6
@@ -47,6 +52,11 @@ def numba_held_back() -> Iterator[None]:
         yield
     finally:
         _held_back = outer
+
+
+def loop_input(tensor: torch.Tensor) -> np.ndarray:
+    """A CPU tensor as the C-contiguous array a compiled loop reads (a view when it already is)."""
+    return tensor.detach().contiguous().numpy()
 
 
 @contextlib.contextmanager

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from numba import njit, prange
 
-from app.compiled import numba_threads_as_torch
+from app.compiled import loop_input, numba_threads_as_torch
 
 _CLAMP = np.float32(7.90531110763549805)  # tanh is 1.0f (to rounding) beyond this
 # Eigen's generic_fast_tanh_float: odd numerator, even denominator, in x^2
@@ -97,10 +97,6 @@ def _backward(dependent: np.ndarray, candidate: np.ndarray, distance: np.ndarray
                     grad_distance[b, row, h] += pre
 
 
-def _array(tensor: torch.Tensor) -> np.ndarray:
-    return tensor.detach().contiguous().numpy()
-
-
 def _check(dependent: np.ndarray, candidate: np.ndarray, distance: np.ndarray, rows: np.ndarray,
            weight: np.ndarray) -> None:
     """The loops do not check bounds (a wrong shape would read other memory): check them here."""
@@ -119,9 +115,9 @@ class FusedPairMLP(torch.autograd.Function):
     @staticmethod
     def forward(ctx: Any, dependent: torch.Tensor, candidate: torch.Tensor, distance: torch.Tensor,
                 index: torch.Tensor, out_weight: torch.Tensor, out_bias: torch.Tensor) -> torch.Tensor:
-        arrays = _array(dependent), _array(candidate), _array(distance)
-        rows = _array(index).astype(np.int32, copy=False)
-        weight = _array(out_weight).reshape(-1)
+        arrays = loop_input(dependent), loop_input(candidate), loop_input(distance)
+        rows = loop_input(index).astype(np.int32, copy=False)
+        weight = loop_input(out_weight).reshape(-1)
         _check(*arrays, rows, weight)
         logits = np.empty(index.shape, np.float32)
         with numba_threads_as_torch():
@@ -134,7 +130,7 @@ class FusedPairMLP(torch.autograd.Function):
         dependent, candidate, distance = ctx.arrays
         grads = [np.zeros_like(a) for a in (dependent, candidate, distance)]
         per_sentence = np.zeros((len(dependent), dependent.shape[2]), np.float32)
-        g = _array(grad)
+        g = loop_input(grad)
         with numba_threads_as_torch():
             _backward(dependent, candidate, distance, ctx.rows, ctx.weight, g, *grads, per_sentence)
         grad_weight = torch.from_numpy(per_sentence.sum(0, dtype=np.float32)).view(1, -1)

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from numba import njit, prange
 
-from app.compiled import numba_threads_as_torch
+from app.compiled import loop_input, numba_threads_as_torch
 from app.types import CLS, SEP, WORD
 
 
@@ -73,9 +73,7 @@ def word_rows(word_maps: torch.Tensor, unit_kind: torch.Tensor, unit_word: torch
     Words are in row-major order of `unit_kind == WORD` (segment, then unit), like
     `torch.nonzero`. Predicted and attending words are word indices (int16, -1: none).
     """
-    maps = word_maps.detach().contiguous().numpy()
-    kinds = unit_kind.contiguous().numpy()
-    words = unit_word.contiguous().numpy()
+    maps, kinds, words = loop_input(word_maps), loop_input(unit_kind), loop_input(unit_word)
     size, heads, n_units, _ = maps.shape
     if maps.dtype != np.float32 or maps.shape[3] != n_units or kinds.shape != (size, n_units) or words.shape != (size, n_units):
         raise ValueError(f"word_rows: maps {maps.shape} {maps.dtype}, unit_kind {kinds.shape}, "

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from numba import njit, prange
 
-from app.compiled import numba_threads_as_torch
+from app.compiled import loop_input, numba_threads_as_torch
 
 
 @njit(parallel=True, cache=True)
@@ -68,8 +68,7 @@ def layout_in_token_order(token_unit: np.ndarray, n_units: int) -> tuple[np.ndar
 
 def to_word_level(attention: torch.Tensor, token_unit: torch.Tensor, n_units: int) -> torch.Tensor | None:
     """`word_level.to_word_level` for CPU float32 maps, or None where its layout does not fit."""
-    maps = attention.detach().contiguous().numpy()
-    units = token_unit.contiguous().numpy()
+    maps, units = loop_input(attention), loop_input(token_unit)
     size, heads, tokens, keys = maps.shape
     if maps.dtype != np.float32 or keys != tokens or units.shape != (size, tokens):
         return None
