@@ -23,8 +23,10 @@ and report, per run, wall time and peak RSS; then
 
 `--table1 FOLDER` only times Table 1 on a finished project, and 0011's arc_scores against
 counting arc_hits (0002's definition) side by side, checking that they agree.
-`--quantise-check FOLDER` instead checks, on a finished project, whether storing cls_weight
-and sep_weight as DECIMAL(5,4) would keep the noop queries' outputs to 3 decimals.
+`--quantise-check FOLDER` instead checks, on a finished project written before the weights
+were rounded, whether storing cls_weight and sep_weight to 6 decimals (`--quantise-to 6`, as
+the schema now does) or as another type (`--quantise-to 'DECIMAL(5,4)'`) keeps the noop
+queries' outputs to 3 decimals.
 
 Usage (gold data in HEADLENS_DATA, e.g. /work/shared/data):
   OMP_NUM_THREADS=2 python bench/scale.py --corpus ud-ewt-train            # the full run
@@ -244,10 +246,13 @@ def arc_scores_vs_arc_hits(db_file: Path, run_id: int, repeats: int) -> dict[str
     }
 
 
-def quantised_noop_check(db_file: Path, run_id: int, decimal: str = "DECIMAL(5,4)") -> dict[str, Any]:
-    """Would a fixed-point type for cls_weight / sep_weight keep the noop queries' outputs to
+def quantised_noop_check(db_file: Path, run_id: int, quantise_to: str = "6") -> dict[str, Any]:
+    """Would storing cls_weight / sep_weight more coarsely keep the noop queries' outputs to
     3 decimals? Both queries (noop_by_pos for every head, noop_relation_heads on gold) on a
-    copy of the database, before and after casting the two columns to `decimal`."""
+    copy of the database, before and after quantising the two columns: `quantise_to` is a
+    number of decimals (REAL rounded to them, as the schema's `decimals` does; DuckDB's
+    round() breaks exact ties away from zero, numpy's to even) or a SQL type such as
+    DECIMAL(5,4). Meaningful on a run written before the rounding, whose weights are float32."""
     import shutil
 
     import duckdb
@@ -276,7 +281,12 @@ def quantised_noop_check(db_file: Path, run_id: int, decimal: str = "DECIMAL(5,4
         with duckdb.connect(str(copy)) as connection:
             before = outputs(connection)
             for name in ("cls_weight", "sep_weight"):
-                connection.execute(f"ALTER TABLE head_predictions ALTER {name} TYPE {decimal}")
+                if quantise_to.isdigit():
+                    connection.execute(
+                        f"UPDATE head_predictions SET {name} = round({name}::DOUBLE, {int(quantise_to)})::REAL"
+                    )
+                else:
+                    connection.execute(f"ALTER TABLE head_predictions ALTER {name} TYPE {quantise_to}")
             after = outputs(connection)
     finally:
         copy.unlink(missing_ok=True)
@@ -287,7 +297,7 @@ def quantised_noop_check(db_file: Path, run_id: int, decimal: str = "DECIMAL(5,4
         if isinstance(b, float)
     ]
     return {
-        "type": decimal,
+        "quantised_to": f"REAL to {quantise_to} decimals" if quantise_to.isdigit() else quantise_to,
         "values": len(pairs),
         "differ_at_3_decimals": sum(round(b, 3) != round(a, 3) for b, a in pairs),
         "max_abs_difference": max((abs(b - a) for b, a in pairs), default=0.0),
@@ -315,7 +325,11 @@ def main() -> None:
     parser.add_argument("--json", type=Path, help="also write the results here")
     parser.add_argument(
         "--quantise-check", type=Path, metavar="FOLDER",
-        help="only check a fixed-point cls/sep weight type on FOLDER's finished run, and stop",
+        help="only check coarser cls/sep weights (--quantise-to) on FOLDER's finished run, and stop",
+    )
+    parser.add_argument(
+        "--quantise-to", default="6", metavar="DECIMALS|TYPE",
+        help="for --quantise-check: decimals to round the REAL weights to (default 6), or a SQL type",
     )
     parser.add_argument(
         "--table1", type=Path, metavar="FOLDER",
@@ -324,7 +338,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.quantise_check:
         db_file = args.quantise_check / "headlens.duckdb"
-        print(json.dumps(quantised_noop_check(db_file, syntax_run_id(db_file)), indent=2))
+        print(json.dumps(quantised_noop_check(db_file, syntax_run_id(db_file), args.quantise_to), indent=2))
         return
     if args.table1:
         db_file = args.table1 / "headlens.duckdb"

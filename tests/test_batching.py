@@ -93,10 +93,11 @@ def test_token_budget_batches_give_the_rows_of_fixed_size_batches(ready) -> None
     predictions_budget, metrics_budget = _rows(ready, [run.run_id for run in again])
     assert len(predictions) > 0
     # The predicted words are the same; the special-token weights are sums over word pieces,
-    # padded differently: equal up to float32 rounding.
+    # padded differently: equal up to float32 rounding (under 1e-6), then stored to 6
+    # decimals, so at most one step of 1e-6 apart.
     weights = ["cls_weight", "sep_weight"]
     assert predictions.drop(columns=weights).equals(predictions_budget.drop(columns=weights))
-    assert (predictions[weights] - predictions_budget[weights]).abs().max().max() < 1e-6
+    assert (predictions[weights] - predictions_budget[weights]).abs().max().max() < 1.1e-6
     # Surface statistics are sums of float32 maps, padded differently: equal up to rounding.
     assert (metrics[["layer", "head", "metric"]] == metrics_budget[["layer", "head", "metric"]]).all().all()
     assert (metrics["value"] - metrics_budget["value"]).abs().max() < 1e-6

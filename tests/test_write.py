@@ -100,3 +100,31 @@ def test_arrow_columns_match_pyarrow_own_conversion_without_importing_pandas(tmp
         "text": ["zé", None, ""],
         "listed": ["a", "bb", "c"],
     }
+
+
+def test_special_token_weights_are_stored_to_six_decimals(url: str) -> None:
+    """head_predictions keeps cls/sep weights to 6 decimals (schema info), rounded to the
+    nearest, on every backend."""
+    engine = make_engine(url)
+    weights = np.array([0.12345678, 0.99999951, 0.0000004, 0.0625], dtype=np.float32)
+    with session_scope(engine) as session:
+        insert_rows(
+            session,
+            "head_predictions",
+            {
+                "segment_id": np.full(4, 7, dtype=np.int32),
+                "word_index": np.arange(4, dtype=np.int16),
+                "layer": np.zeros(4, dtype=np.int16),
+                "head": np.zeros(4, dtype=np.int16),
+                "cls_weight": weights,
+                "sep_weight": weights[::-1].copy(),
+            },
+            constants={"run_id": 1},
+        )
+    with engine.connect() as connection:
+        stored = connection.execute(
+            text("select cls_weight, sep_weight from head_predictions order by word_index")
+        ).all()
+    expected = np.array([0.123457, 1.0, 0.0, 0.0625], dtype=np.float32)
+    assert [row[0] for row in stored] == pytest.approx(expected.tolist(), abs=1e-9)
+    assert [row[1] for row in stored] == pytest.approx(expected[::-1].tolist(), abs=1e-9)

@@ -18,7 +18,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
-from sqlalchemy import Connection, Sequence, column, func, select
+from sqlalchemy import Connection, Sequence, Table, column, func, select
 from sqlalchemy import table as table_clause
 from sqlalchemy.orm import Session
 
@@ -102,6 +102,17 @@ def _in_append_order(keys: tuple[str, ...], columns: dict[str, Any]) -> dict[str
     }
 
 
+def _at_stored_precision(table: Table, columns: dict[str, Any]) -> dict[str, Any]:
+    """Float columns that the schema stores to a number of decimals (`info["decimals"]`),
+    rounded to them (in float64, then back to the column's own dtype), on every backend."""
+    rounded = dict(columns)
+    for name, values in columns.items():
+        decimals = table.c[name].info.get("decimals")
+        if decimals is not None and isinstance(values, np.ndarray) and values.dtype.kind == "f":
+            rounded[name] = np.round(values.astype(np.float64), decimals).astype(values.dtype)
+    return rounded
+
+
 def _composite_order(keys: list[np.ndarray]) -> np.ndarray | None:
     """The lexsort order of integer keys, from one int64 key per row (mixed radix) and a
     stable argsort: the same permutation as np.lexsort, about 6x faster on a chunk of
@@ -145,6 +156,7 @@ def insert_rows(
         raise KeyError(f"{table_name} has no column(s) {sorted(unknown)}")
     sequence = _sequence_of(table_name) if "id" not in columns else None
     columns = _in_append_order(table.info.get("append_order", ()), columns)
+    columns = _at_stored_precision(table, columns)
 
     if connection.dialect.name == "duckdb":
         source_name = f"headlens_rows_{next(_names)}"
