@@ -1089,10 +1089,9 @@ def reproduce(context: click.Context, quick: bool, dtype: Dtype) -> None:
     Example: headlens reproduce
     """
     from app.reproduce import reproduce as run
-    from app.tracking import helper_process
 
-    with helper_process():  # one MLflow helper for every stage: none of MLflow in this process
-        run(settings_of(context), quick=quick, dtype=dtype, echo=click.echo)
+    # Each stage in a fresh process, with one MLflow helper of its own (app/fresh.py).
+    run(settings_of(context), quick=quick, dtype=dtype, echo=click.echo)
 
 
 @cli.command("mlflow-ui")

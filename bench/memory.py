@@ -86,14 +86,14 @@ def stages_child(folder: Path, epochs: int, limit: int, threads: int) -> None:
 
     from app import pipeline
     from app.config import CHUNK_TOKENS, DEFAULT_MODEL, ExtractConfig, Settings
+    from app.heap import release_memory
     from app.pipeline.probe import probe, probe_group
-    from app.reproduce import _Steps
+    from app.reproduce import stage_peak_rss
 
     torch.set_num_threads(threads)
     os.chdir(folder)
     settings = Settings.resolve()
     quiet = lambda message: None  # noqa: E731
-    steps = _Steps(settings, quiet)
     model, random_model = DEFAULT_MODEL, f"{DEFAULT_MODEL}-random"
     splits = {"train": "ud-ewt-train", "dev": "ud-ewt-dev", "test": "ud-ewt-test"}
     chunked = ExtractConfig(chunk_tokens=CHUNK_TOKENS)
@@ -122,7 +122,8 @@ def stages_child(folder: Path, epochs: int, limit: int, threads: int) -> None:
         probe_group(settings, group, model=model, options=options, force=True, **splits)
 
     for name, stage in (("surface", surface), ("syntax", syntax), ("coreference", coref), ("probes", probes)):
-        steps.heading(name)
+        release_memory()  # what the stage before freed goes back; its peak starts here
+        stage_peak_rss()
         start_rss = _resident()
         began = time.perf_counter()
         stage()
@@ -130,7 +131,6 @@ def stages_child(folder: Path, epochs: int, limit: int, threads: int) -> None:
         peak = _hwm()
         print(json.dumps({"stage": name, "start_gib": start_rss / GIB, "peak_gib": peak / GIB, "seconds": seconds}),
               flush=True)
-    steps.heading(None)
 
 
 def _status(field: str) -> int:
