@@ -25,8 +25,13 @@ ratios measured under the same load.
 budget, `analyze surface syntax --max-tokens 512` batched by the token budget (the default
 `--batch-tokens`) against fixed batches of 16 segments: wall time and peak RSS.
 
+`--model bert-base-random` runs both on a randomly initialised BERT-base-shaped encoder (12 x
+12, hidden 768, seed 0, MiniLM's tokenizer), saved to the scratch directory and ingested with
+`--path`: the shape where the forward weighs most against the per-word work.
+
 Usage: python bench/whole.py [--corpus wiki-segments|ud-ewt-dev] [--limit 256] [--repeats 3]
                              [--threads 2] [--long] [--baseline TREE] [--profile FILE]
+                             [--model minilm|bert-base-random]
 """
 
 from __future__ import annotations
@@ -86,11 +91,38 @@ def headlens(env: dict[str, str], *arguments: str) -> list[str]:
     return [sys.executable, "-m", "app", *arguments]
 
 
-def setup(scratch: Path, env: dict[str, str], corpus: str, limit: int, max_tokens: int) -> tuple[str, Path]:
+def random_bert_base(folder: Path, minilm_dir: Path) -> Path:
+    """A randomly initialised BERT-base-shaped encoder (12 x 12, hidden 768, seed 0) with
+    MiniLM's tokenizer, saved as a local model directory that `ingest model --path` takes."""
+    import torch
+    from transformers import BertConfig, BertModel
+
+    from app.ingest.models import load_tokenizer
+
+    tokenizer = load_tokenizer(minilm_dir)
+    config = BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=768, num_hidden_layers=12,
+                        num_attention_heads=12, intermediate_size=3072)
+    torch.manual_seed(0)
+    BertModel(config).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+def setup(scratch: Path, env: dict[str, str], corpus: str, limit: int, max_tokens: int,
+          model: str) -> tuple[str, Path]:
     """Migrated database with the model and corpus; the corpus' word pieces for `bare`."""
     run = lambda *a: subprocess.run(headlens(env, *a), env=env, check=True, capture_output=True)  # noqa: E731
     run("db", "upgrade")
-    run("ingest", "model", "minilm")
+    sys.path.insert(0, str(ROOT))
+    from app.config import Settings
+    from app.ingest.models import resolve_model_path
+
+    model_dir = resolve_model_path("minilm", None, Settings.resolve().cache_dir)
+    if model == "minilm":
+        run("ingest", "model", "minilm")
+    else:
+        model_dir = random_bert_base(scratch / model, model_dir)
+        run("ingest", "model", model, "--path", str(model_dir))
     name = corpus
     if corpus == "wiki-segments" and max_tokens != 128:
         name = f"wiki{max_tokens}"
@@ -98,16 +130,13 @@ def setup(scratch: Path, env: dict[str, str], corpus: str, limit: int, max_token
             "--max-tokens", str(max_tokens))
     else:
         run("ingest", "corpus", corpus)
-    sys.path.insert(0, str(ROOT))
-    from app.config import Settings
     from app.extract.align import Aligner, Skipped
-    from app.ingest.models import load_tokenizer, resolve_model_path
+    from app.ingest.models import load_tokenizer
     from app.pipeline.common import open_db
     from app.store.corpora import find_corpus, segment_inputs
     from app.store.db import session_scope
 
     settings = Settings.resolve()
-    model_dir = resolve_model_path("minilm", None, settings.cache_dir)
     with session_scope(open_db(settings)) as session:
         inputs = segment_inputs(session, find_corpus(session, name).id, limit=limit)
     aligner = Aligner(load_tokenizer(model_dir), max_tokens=max_tokens, overflow="skip", on_unaligned="error")
@@ -124,6 +153,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--corpus", default="wiki-segments", choices=["wiki-segments", "ud-ewt-dev"])
     parser.add_argument("--limit", type=int, default=256)
+    parser.add_argument("--model", default="minilm", choices=["minilm", "bert-base-random"],
+                        help="bert-base-random: a random 12 x 12, hidden 768 encoder, MiniLM's tokenizer")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--long", action="store_true", help="512-token inputs: token budget vs 16 per batch")
@@ -148,8 +179,8 @@ def main() -> None:
             "OMP_NUM_THREADS": str(args.threads),
         }
         os.environ.update(env)
-        name, pieces = setup(scratch, env, args.corpus, args.limit, max_tokens)
-        analyze = ["analyze", "surface", "syntax", "--corpus", name, "--limit", str(args.limit),
+        name, pieces = setup(scratch, env, args.corpus, args.limit, max_tokens, args.model)
+        analyze = ["analyze", "surface", "syntax", "--model", args.model, "--corpus", name, "--limit", str(args.limit),
                    "--threads", str(args.threads), "--max-tokens", str(max_tokens)]
         if args.long:
             variants = {"budget": [], "fixed16": ["--batch-size", "16", "--batch-tokens", str(10**9)]}
