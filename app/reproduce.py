@@ -339,7 +339,6 @@ def reproduce(settings: Settings, *, quick: bool = False, dtype: Dtype = "float3
         else:
             facts, peak = run_stage(*args, echo=echo)
             release_memory()  # what the stage freed goes back to the OS: the next peak is its own
-            stage_peak_rss()
         found.update(facts)
         largest = max(largest or 0, peak) if peak is not None else largest
         memory = f", peak RSS {peak / 2**30:.2f} GiB" if peak is not None else ""
