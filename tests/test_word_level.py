@@ -29,7 +29,10 @@ ATOL = 1e-6  # float32 matmuls of numbers with one decimal
 
 
 def convert(attention: torch.Tensor, token_unit: torch.Tensor, n_units: int) -> torch.Tensor:
-    return to_word_level(attention, token_unit, n_units)
+    """The tensor code's conversion; the compiled loop's must be the same bits."""
+    words = to_word_level(attention, token_unit, n_units)
+    assert torch.equal(to_word_level(attention, token_unit, n_units, fused=True), words)
+    return words
 
 
 def test_scatter_conversion_equals_the_pooling_matrix_products() -> None:

@@ -85,15 +85,13 @@ def word_predictions(word_maps: torch.Tensor, unit_kind: torch.Tensor) -> dict[s
 
 
 def per_word_rows(word_maps: torch.Tensor, batch: AttentionBatch, rows: torch.Tensor,
-                  units: torch.Tensor, *, fused: bool | None = None) -> dict[str, np.ndarray]:
+                  units: torch.Tensor, *, fused: bool = False) -> dict[str, np.ndarray]:
     """`word_predictions` of the word query units (rows, units), as [word, head] columns.
 
-    CPU float32 maps take the compiled loop (app/analysis/fused_predictions.py: the same
-    bits, several times faster); other devices and dtypes the tensor code. `fused` forces
-    one or the other (tests, benchmarks).
+    `fused`: CPU float32 maps through the compiled loop (app/analysis/fused_predictions.py:
+    the same bits, several times faster), which the engine asks for when it pays
+    (app/compiled.py: `LayerMaps.compiled`); otherwise the tensor code.
     """
-    if fused is None:
-        fused = word_maps.device.type == "cpu" and word_maps.dtype == torch.float32
     if fused:
         from app.analysis.fused_predictions import word_rows
 

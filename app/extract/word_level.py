@@ -38,19 +38,18 @@ def pooling_matrices(token_unit: torch.Tensor, n_units: int) -> tuple[torch.Tens
 
 
 def to_word_level(attention: torch.Tensor, token_unit: torch.Tensor, n_units: int, *,
-                  fused: bool | None = None) -> torch.Tensor:
+                  fused: bool = False) -> torch.Tensor:
     """[batch, head, query, key] token maps -> [batch, head, query_unit, key_unit] maps.
 
-    CPU float32 maps in the aligner's layout take a compiled loop (extract/fused_word_level.py:
-    the same bits, about 2.5x faster); everything else, or `fused=False`, the tensor code below.
+    `fused`: CPU float32 maps in the aligner's layout take a compiled loop
+    (extract/fused_word_level.py: the same bits, about 2.5x faster), which the engine asks for
+    when it pays (app/compiled.py); any other layout falls back to the tensor code below.
 
     Args:
         attention: token-level attention (padding keys carry no weight).
         token_unit: [batch, token] unit of each token; padding tokens carry `n_units`.
         n_units: the batch's number of unit slots.
     """
-    if fused is None:
-        fused = attention.device.type == "cpu" and attention.dtype == torch.float32
     if fused:
         from app.extract.fused_word_level import to_word_level as compiled
 
