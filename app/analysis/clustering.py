@@ -67,7 +67,7 @@ def js_divergence_row_sums(rows: torch.Tensor, *, block: int = BLOCK) -> torch.T
         for a in range(n - 1):
             total = buffer[: n - a - 1, : chunk.shape[1]]  # p + q for heads b > a
             torch.add(chunk[a + 1 :], chunk[a], out=total)
-            mlogm = 0.5 * torch.log(total + 1e-30).mul_(total).sum(-1) - LOG_2  # [b, c]
+            mlogm = 0.5 * (total + 1e-30).log_().mul_(total).sum(-1) - LOG_2  # [b, c]
             js = 0.5 * (own[a] + own[a + 1 :]) - mlogm
             sums[a, a + 1 :] += js.clamp(min=0).sum(-1).double()
     return sums + sums.T
