@@ -65,3 +65,29 @@ def test_over_long_segments_are_skipped_and_counted_or_truncated(tiny_tokenizer)
     split = SegmentInput(6, "split", ["a", "a", "unbelievably", "b"], [0] * 4)
     (cut,) = aligner(tiny_tokenizer, max_tokens=5, overflow="truncate").encode([split], Skipped())
     assert cut.n_words == 2 and cut.n_tokens == 4
+
+
+def test_a_chunk_is_encoded_as_each_segment_alone(tiny_tokenizer) -> None:  # type: ignore[no-untyped-def]
+    """`encode` tokenizes a chunk's single texts in one call and its pairs in another: every
+    segment must come out as it does on its own, in the input's order, with its skips."""
+    segments = [
+        SegmentInput(1, "one", ["The", "unbelievably", "cat", "."], [0, 0, 0, 0]),
+        SegmentInput(2, "pair", ["Hello", ",", "world", "Bye", "now"], [0, 0, 0, 1, 1]),
+        SegmentInput(3, "empty", [], []),
+        SegmentInput(4, "long", ["word"] * 20, [0] * 20),
+        SegmentInput(5, "two", ["fine", ",", "thanks"], [0, 0, 0]),
+        SegmentInput(6, "long pair", ["a"] * 6 + ["b"] * 6, [0] * 6 + [1] * 6),
+    ]
+    for overflow in ("skip", "truncate"):
+        together, skipped_together = Skipped(), Skipped()
+        batch = aligner(tiny_tokenizer, max_tokens=10, overflow=overflow).encode(segments, skipped_together)
+        alone = [encoded for segment in segments
+                 for encoded in aligner(tiny_tokenizer, max_tokens=10, overflow=overflow).encode([segment], together)]
+        assert [e.segment_id for e in batch] == [e.segment_id for e in alone]
+        assert [e.segment_id for e in batch] == ([1, 2, 5] if overflow == "skip" else [1, 2, 4, 5, 6])
+        for mine, theirs in zip(batch, alone):
+            for field in ("input_ids", "token_type_ids", "token_unit", "token_punct", "unit_kind", "unit_word"):
+                assert getattr(mine, field).tolist() == getattr(theirs, field).tolist(), field
+            assert mine.n_words == theirs.n_words
+        assert skipped_together.counts == together.counts
+        assert together.counts["empty"] == 1

@@ -36,11 +36,13 @@ class FeatureWriter(Analysis):
 
     def update(self, batch: AttentionBatch, layer: int, maps: LayerMaps) -> None:
         assert maps.word is not None
-        self._layers.append(maps.word)
+        # float16 now (the bits are the same as converting after the reordering): half the
+        # bytes for the stack and the copies below.
+        self._layers.append(maps.word.to(torch.float16))
 
     def end_batch(self, batch: AttentionBatch) -> None:
         # [batch, layer, head, unit, unit] -> [batch, layer * head, unit, unit], layer-major
-        maps = torch.stack(self._layers, dim=1).flatten(1, 2)
+        maps = torch.stack(self._layers, dim=1).flatten(1, 2).cpu()
         self._layers = []
         for row, segment_id in enumerate(batch.segment_ids.tolist()):
             kinds = batch.unit_kind[row]
@@ -49,8 +51,12 @@ class FeatureWriter(Analysis):
             sep = torch.nonzero(kinds == SEP).flatten()[-1:]
             if len(cls) == 0 or len(sep) == 0:
                 raise ValueError("the probes need a first ([CLS]) and last ([SEP]) special token")
-            order = torch.cat([cls, words, sep])
-            features = maps[row][:, order][:, :, order].to(torch.float16).cpu().numpy()
+            order = torch.cat([cls, words, sep]).cpu()
+            n = len(order)
+            if torch.equal(order, torch.arange(n)):  # BERT-style: the units are already in order
+                features = maps[row, :, :n, :n].numpy().copy()  # a copy: not a view of the batch
+            else:
+                features = maps[row][:, order[:, None], order].numpy()
             hidden = None
             if batch.hidden is not None:
                 hidden = batch.hidden[row, words].to(torch.float16).cpu().numpy()
