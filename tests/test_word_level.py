@@ -117,3 +117,22 @@ def test_a_layout_out_of_token_order_goes_to_the_tensor_code() -> None:
     assert torch.equal(to_word_level(attention, shuffled, 4, fused=True),
                        to_word_level(attention, shuffled, 4, fused=False))
     assert compiled(attention, torch.tensor([TOKEN_UNIT]), 4) is not None  # the aligner's layout
+
+
+def test_the_compiled_loop_zeroes_its_own_output() -> None:
+    """The loop's output comes from np.empty: every (segment, head) slab, padding included,
+    must be written by the loop itself, whatever the memory held before."""
+    from app.extract import fused_word_level
+
+    generator = torch.Generator().manual_seed(7)
+    token_unit, n_units = aligner_layout(generator, size=5, tokens=20)
+    attention = torch.randn(5, 3, 20, 20, generator=generator).masked_fill(
+        (token_unit == n_units)[:, None, None, :], float("-inf")).softmax(-1)
+    layout = fused_word_level.layout_in_token_order(token_unit.numpy(), n_units)
+    assert layout is not None
+    first, n_real, pieces = layout
+    out = np.full((5, 3, n_units, n_units), np.nan, np.float32)  # stale memory
+    scratch = np.empty((5 * 3, n_units), np.float32)
+    fused_word_level._word_level(attention.numpy(), token_unit.numpy(), first, n_real,
+                                 np.maximum(pieces, 1).astype(np.float32), scratch, out)
+    assert torch.equal(torch.from_numpy(out), to_word_level(attention, token_unit, n_units, fused=False))
