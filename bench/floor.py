@@ -67,13 +67,11 @@ def gradient_seconds(model, pairs, *, pad_id: int, pairs_per_batch: int) -> tupl
 
     from app.analysis.contrastive import pool
     from app.extract.attention import collate
+    from app.extract.contrastive import input_gradients_only
 
-    model.requires_grad_(False)
-    embeddings = model.get_input_embeddings()
-    handle = embeddings.register_forward_hook(lambda module, args, output: output.requires_grad_())
     padded = 0
     started = time.perf_counter()
-    try:
+    with input_gradients_only(model):  # the engine's own: weights frozen, gradients reach the input
         for start in range(0, len(pairs), pairs_per_batch):
             group = pairs[start : start + pairs_per_batch]
             for side in ([p.anchor for p in group], [p.positive for p in group]):
@@ -82,8 +80,6 @@ def gradient_seconds(model, pairs, *, pad_id: int, pairs_per_batch: int) -> tupl
                 with torch.enable_grad():
                     hidden = model(**inputs).last_hidden_state
                     pool(hidden, batch.token_valid, "mean").sum().backward()
-    finally:
-        handle.remove()
     return time.perf_counter() - started, padded
 
 

@@ -9,7 +9,8 @@ work.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+import itertools
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -130,17 +131,6 @@ def _split(forms: Sequence[str], parts: Sequence[int]) -> tuple[list[str], list[
 TOKENIZER_BATCH = 256
 
 
-def _chunks(items: Iterable[SegmentInput], size: int) -> Iterator[list[SegmentInput]]:
-    chunk: list[SegmentInput] = []
-    for item in items:
-        chunk.append(item)
-        if len(chunk) == size:
-            yield chunk
-            chunk = []
-    if chunk:
-        yield chunk
-
-
 class Aligner:
     """Tokenizes segments into EncodedSegments, enforcing the token budget."""
 
@@ -159,8 +149,8 @@ class Aligner:
         self.punct_of[sorted(self.roles.period_ids)] = PERIOD
 
     def encode(self, segments: Iterable[SegmentInput], skipped: Skipped) -> list[EncodedSegment]:
-        encoded = []
-        for chunk in _chunks(segments, TOKENIZER_BATCH):
+        encoded, remaining = [], iter(segments)
+        while chunk := list(itertools.islice(remaining, TOKENIZER_BATCH)):
             for segment, tokenized in zip(chunk, self._tokenize_many(chunk)):
                 if tokenized is None:
                     skipped.add("empty", segment.label)
