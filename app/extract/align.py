@@ -188,12 +188,10 @@ class Aligner:
                     found[index] = (output, row, len(first))
         return found
 
-    def _encode_one(
+    def _encode_prefix(
         self, segment: SegmentInput, n_keep: int, skipped: Skipped
     ) -> EncodedSegment | None:
-        if not segment.forms:
-            skipped.add("empty", segment.label)
-            return None
+        """The segment's first `n_keep` words alone, tokenized again (`_truncate`)."""
         forms, parts = list(segment.forms[:n_keep]), list(segment.parts[:n_keep])
         output, n_first = self._tokenize(forms, parts)
         return self._encode_tokenized(segment, output, 0, n_first, skipped, n_keep=n_keep)
@@ -256,7 +254,7 @@ class Aligner:
         if n_keep == 0:
             skipped.add(f"longer than {self.max_tokens} tokens", segment.label)
             return None
-        result = self._encode_one(segment, n_keep, skipped)
+        result = self._encode_prefix(segment, n_keep, skipped)
         if result is not None and result.n_tokens > self.max_tokens:  # pair layouts can shift
-            return self._encode_one(segment, n_keep - 1, skipped) if n_keep > 1 else None
+            return self._encode_prefix(segment, n_keep - 1, skipped) if n_keep > 1 else None
         return result
