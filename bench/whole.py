@@ -51,15 +51,16 @@ ROOT = Path(__file__).resolve().parents[1]
 DATA = Path(os.environ.get("HEADLENS_DATA") or ROOT / "../shared/data").resolve()
 
 
-def measured(command: list[str], env: dict[str, str]) -> tuple[float, float]:
-    """Wall seconds and peak RSS (MiB) of one child process."""
+def measured(command: list[str], env: dict[str, str]) -> tuple[float, float, float]:
+    """Wall seconds, peak RSS (MiB) and CPU seconds (user + system) of one child process:
+    CPU / wall against the thread count says how much of the machine a command left idle."""
     start = time.perf_counter()
     child = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     _, status, usage = os.wait4(child.pid, 0)
     seconds = time.perf_counter() - start
     if status != 0:
         raise SystemExit(f"{' '.join(command)} failed:\n{child.stderr.read().decode()[-2000:]}")  # type: ignore[union-attr]
-    return seconds, usage.ru_maxrss / 1024
+    return seconds, usage.ru_maxrss / 1024, usage.ru_utime + usage.ru_stime
 
 
 def bare_child(pieces: Path, threads: int) -> None:
@@ -215,18 +216,23 @@ def main() -> None:
             print(f"profile of one `first` run: {args.profile}")
         times: dict[str, list[float]] = {variant: [] for variant in commands}
         peaks: dict[str, list[float]] = {variant: [] for variant in commands}
+        cpus: dict[str, list[float]] = {variant: [] for variant in commands}
         for _ in range(args.repeats):
             for variant, command in commands.items():
-                seconds, peak = measured(command, fresh(variant))
+                seconds, peak, cpu = measured(command, fresh(variant))
                 times[variant].append(seconds)
                 peaks[variant].append(peak)
+                cpus[variant].append(cpu)
 
     print(f"{args.repeats} interleaved rounds, {args.threads} threads, wall clock, each a fresh process")
-    print(f"\n{'command':8} {'median s':>9} {'min-max s':>12} {'peak RSS MiB':>13} {'bare / it':>10}")
+    print(f"\n{'command':8} {'median s':>9} {'min-max s':>12} {'peak RSS MiB':>13} {'CPU s':>7} "
+          f"{'CPU / wall':>10} {'bare / it':>10}")
     for variant in commands:
         ratio = statistics.median(b / t for b, t in zip(times["bare"], times[variant]))
+        busy = statistics.median(c / t for c, t in zip(cpus[variant], times[variant]))
         print(f"{variant:8} {statistics.median(times[variant]):9.1f} "
-              f"{min(times[variant]):5.1f}-{max(times[variant]):<6.1f} {max(peaks[variant]):13.0f} {ratio:10.2f}")
+              f"{min(times[variant]):5.1f}-{max(times[variant]):<6.1f} {max(peaks[variant]):13.0f} "
+              f"{statistics.median(cpus[variant]):7.1f} {busy:10.2f} {ratio:10.2f}")
 
 
 if __name__ == "__main__":

@@ -70,28 +70,77 @@ class Rows:
         return len(next(iter(self.columns.values()))) if self.columns else 0
 
 
+class _Arena:
+    """One plain numeric column's rows in a single array that doubles when full.
+
+    Its first array is `ARENA_BYTES` or more, which glibc serves by mmap, outside the heap
+    (attention.py's `keep_freed_memory` puts the threshold there): a chunk's rows live
+    through many batches, and as small blocks on the heap they sat among the freed map-sized
+    temporaries of every layer and fragmented it. Untouched pages cost no memory.
+    """
+
+    # glibc's largest mmap threshold: an array at least this large never lands on the heap.
+    ARENA_BYTES = 32 << 20
+
+    def __init__(self, dtype: np.dtype):
+        self.rows = np.empty(-(-self.ARENA_BYTES // dtype.itemsize), dtype=dtype)
+        self.filled = 0
+
+    def append(self, values: np.ndarray) -> None:
+        stop = self.filled + len(values)
+        if stop > len(self.rows):
+            grown = np.empty(2 * stop, dtype=self.rows.dtype)
+            grown[: self.filled] = self.rows[: self.filled]
+            self.rows = grown
+        self.rows[self.filled : stop] = values
+        self.filled = stop
+
+    def taken(self) -> np.ndarray:
+        return self.rows[: self.filled]
+
+
+def _arena_fits(values: np.ndarray) -> bool:
+    return not isinstance(values, np.ma.MaskedArray) and values.dtype.kind in "biuf"
+
+
 class RowBuffer:
-    """Column blocks collected batch by batch, concatenated into one Rows at flush time."""
+    """Column blocks collected batch by batch, handed out as one Rows at flush time.
+
+    Plain numeric columns go into arenas (`_Arena`: off the heap, one copy); masked and
+    other columns are kept as blocks and concatenated at flush time.
+    """
 
     def __init__(self, table: str):
         self.table = table
-        self._blocks: list[dict[str, np.ndarray]] = []
+        self._columns: dict[str, _Arena | list[np.ndarray]] = {}
 
     def append(self, block: dict[str, np.ndarray]) -> None:
-        self._blocks.append(block)
+        for key, values in block.items():
+            column = self._columns.get(key)
+            if column is None:
+                column = _Arena(values.dtype) if _arena_fits(values) else []
+                self._columns[key] = column
+            if isinstance(column, _Arena):
+                if _arena_fits(values) and values.dtype == column.rows.dtype:
+                    column.append(values)
+                    continue
+                column = self._columns[key] = [column.taken()]
+            column.append(values)
 
     def take(self) -> Rows | None:
         """Everything appended since the last take (masked arrays stay masked), or None."""
-        if not self._blocks:
+        if not self._columns:
             return None
-        blocks, self._blocks = self._blocks, []
-        columns = {
-            key: (np.ma.concatenate if isinstance(blocks[0][key], np.ma.MaskedArray) else np.concatenate)(
-                [block[key] for block in blocks]
-            )
-            for key in blocks[0]
-        }
-        return Rows(self.table, columns)
+        columns, self._columns = self._columns, {}
+        return Rows(self.table, {key: _joined(column) for key, column in columns.items()})
+
+
+def _joined(column: _Arena | list[np.ndarray]) -> np.ndarray:
+    if isinstance(column, _Arena):
+        return column.taken()
+    if any(isinstance(block, np.ma.MaskedArray) for block in column):
+        return np.ma.concatenate(column)
+    return np.concatenate(column)
 
 
 def head_metric_rows(grids: dict[str, np.ndarray], counts: dict[str, np.ndarray]) -> Rows:
