@@ -2,15 +2,19 @@
 
 Segments are sorted by length (deterministically, so a resumed run sees the same order),
 cut into batches by a budget of padded tokens (`batch_bounds`), padded per batch, and run
-through the encoder with `output_attentions=True`. Each layer's token maps, and word maps
-when an analysis asks for them, go to every analysis before the next layer is touched, so
-at most one batch of maps is alive at a time.
+through the encoder with eager attention. Each layer's token maps, and word maps when an
+analysis asks for them, go to every analysis as soon as the layer has computed them, from a
+forward hook on its attention module, before the next layer runs (`attention_modules`): one
+layer's maps are alive at a time, and the analyses read them while they are still in the
+CPU's cache. Encoders without those hook points return every layer's maps at the end of the
+forward, and the analyses get them in the same order.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import nullcontext
+from dataclasses import dataclass
 from typing import Protocol, TypeVar
 
 import numpy as np
@@ -159,6 +163,37 @@ def keep_freed_memory() -> None:
     keep_freed_memory.done = True  # type: ignore[attr-defined]
 
 
+NO_WEIGHTS = "the model returned no attention weights; load it with attn_implementation='eager'"
+
+
+@dataclass(frozen=True)
+class AttentionModules:
+    """Each layer's attention module, in layer order, and where its output holds the weights."""
+
+    modules: tuple[torch.nn.Module, ...]
+    index: int
+
+
+def attention_modules(model) -> AttentionModules | None:
+    """The modules whose outputs transformers itself records as `attentions`
+    (`_can_record_outputs`), one per layer; None where a model declares none (older
+    architectures such as MPNet), or not one per layer: those return all maps at the end."""
+    spec = (getattr(type(model), "_can_record_outputs", None) or {}).get("attentions")
+    index, layer_name = 1, None
+    if spec is not None and not isinstance(spec, type):  # transformers' OutputRecorder
+        index, layer_name = spec.index, spec.layer_name
+        spec = spec.target_class
+    if not isinstance(spec, type):
+        return None
+    named: list[tuple[str, torch.nn.Module]] = list(model.named_modules())
+    modules = [
+        module for name, module in named if isinstance(module, spec) and (layer_name is None or layer_name in name)
+    ]
+    if len(modules) != model.config.num_hidden_layers:
+        return None
+    return AttentionModules(tuple(modules), index)
+
+
 class AttentionEngine:
     """Runs an encoder over encoded segments and feeds the analyses layer by layer."""
 
@@ -185,6 +220,7 @@ class AttentionEngine:
         self.heap = HeapGuard()
         # Models without token types (RoBERTa-style: type_vocab_size 1) take none.
         self.use_token_types = getattr(model.config, "type_vocab_size", 0) > 1
+        self.attention_modules = attention_modules(model)
 
     def bounds(self, segments: Sequence[EncodedSegment]) -> list[tuple[int, int]]:
         lengths = [segment.n_tokens for segment in segments]
@@ -218,12 +254,47 @@ class AttentionEngine:
         )
         attentions = outputs.attentions
         if not attentions or attentions[0] is None:
-            raise RuntimeError(
-                "the model returned no attention weights; load it with attn_implementation='eager'"
-            )
+            raise RuntimeError(NO_WEIGHTS)
         if hidden_layer is not None:
             return (*attentions, outputs.hidden_states[hidden_layer])
         return attentions
+
+    @torch.inference_mode()
+    def stream(
+        self,
+        inputs: dict[str, torch.Tensor],
+        consume: Callable[[int, torch.Tensor], None],
+        hidden_layer: int | None = None,
+    ) -> torch.Tensor | None:
+        """Run the encoder, calling `consume(layer, attention)` for each layer in order as soon
+        as that layer has its weights; returns `hidden_layer`'s hidden states (or None)."""
+        if self.attention_modules is None:
+            attentions = self.forward(inputs, hidden_layer)
+            hidden = None
+            if hidden_layer is not None:
+                attentions, hidden = attentions[:-1], attentions[-1]
+            for layer, attention in enumerate(attentions):
+                consume(layer, attention)
+            return hidden
+        index = self.attention_modules.index
+
+        def hook(layer: int, output: tuple) -> tuple:
+            if len(output) <= index or output[index] is None:
+                raise RuntimeError(NO_WEIGHTS)
+            consume(layer, output[index])
+            # The weights are consumed: nothing downstream keeps them alive.
+            return (*output[:index], None, *output[index + 1 :])
+
+        handles = [
+            module.register_forward_hook(lambda _, __, output, layer=layer: hook(layer, output))
+            for layer, module in enumerate(self.attention_modules.modules)
+        ]
+        try:
+            outputs = self.model(**inputs, output_hidden_states=hidden_layer is not None, return_dict=True)
+        finally:
+            for handle in handles:
+                handle.remove()
+        return outputs.hidden_states[hidden_layer] if hidden_layer is not None else None
 
     def run(
         self, segments: Sequence[EncodedSegment], analyses: Sequence[Analysis], progress=None
@@ -241,17 +312,13 @@ class AttentionEngine:
         compiled = want_words and self.compiled_loops(segments)
         with capture or nullcontext():
             for batch, inputs in self.batches(segments):
-                attentions = self.forward(inputs, hidden_layer)
                 n_units = batch.unit_kind.shape[1]
-                if hidden_layer is not None:
-                    hidden, attentions = attentions[-1], attentions[:-1]
+                consume = _layer_feeder(batch, analyses, n_units, want_words, compiled, capture)
+                hidden = self.stream(inputs, consume, hidden_layer)
+                if hidden is not None:  # read at the end of the batch (the feature cache)
                     _, mean_from = pooling_matrices(batch.token_unit, n_units)
                     batch.hidden = mean_from @ hidden.float()  # [batch, unit, hidden]
-                if capture is None:
-                    _feed(batch, _forward_maps(attentions, batch, n_units, want_words, compiled), analyses, progress)
-                else:
-                    _feed_weightings(batch, attentions, capture, analyses, n_units, compiled, progress)
-                del attentions
+                _end_batch(batch, analyses, progress)
                 self.heap.check()
 
     def run_gradients(
@@ -301,23 +368,36 @@ def _end_batch(batch: AttentionBatch, analyses: Sequence[Analysis], progress) ->
         progress.update(batch.size)
 
 
-def _feed_weightings(batch: AttentionBatch, attentions, capture: ValueCapture, analyses: Sequence[Analysis],
-                     n_units: int, compiled: bool, progress) -> None:
-    """Weight maps to the weight-based analyses, norm maps to the norm-based, layer by layer."""
+def _layer_feeder(batch: AttentionBatch, analyses: Sequence[Analysis], n_units: int, want_words: bool,
+                  compiled: bool, capture: ValueCapture | None) -> Callable[[int, torch.Tensor], None]:
+    """What `AttentionEngine.stream` calls with each layer's attention of this batch."""
+
+    def consume(layer: int, attention: torch.Tensor) -> None:
+        if capture is not None:
+            _feed_weightings(batch, layer, attention, capture, analyses, n_units, compiled)
+            return
+        (maps,) = _forward_maps([attention], batch, n_units, want_words, compiled)
+        for analysis in analyses:
+            analysis.update(batch, layer, maps)
+
+    return consume
+
+
+def _feed_weightings(batch: AttentionBatch, layer: int, attention: torch.Tensor, capture: ValueCapture,
+                     analyses: Sequence[Analysis], n_units: int, compiled: bool) -> None:
+    """One layer: weight maps to the weight-based analyses, norm maps to the norm-based."""
     by_weight = [analysis for analysis in analyses if analysis.weighting != "norm"]
     by_norm = [analysis for analysis in analyses if analysis.weighting == "norm"]
-    words_weight = any(analysis.needs_word_maps for analysis in by_weight)
-    words_norm = any(analysis.needs_word_maps for analysis in by_norm)
-    for layer, attention in enumerate(attentions):
-        if by_weight:
-            (maps,) = _forward_maps([attention], batch, n_units, words_weight, compiled)
-            for analysis in by_weight:
-                analysis.update(batch, layer, maps)
-        normed = norm_maps(attention.float(), capture.layer_norms(layer))
-        (maps,) = _forward_maps([normed], batch, n_units, words_norm, compiled)
-        for analysis in by_norm:
+    if by_weight:
+        words_weight = any(analysis.needs_word_maps for analysis in by_weight)
+        (maps,) = _forward_maps([attention], batch, n_units, words_weight, compiled)
+        for analysis in by_weight:
             analysis.update(batch, layer, maps)
-    _end_batch(batch, analyses, progress)
+    words_norm = any(analysis.needs_word_maps for analysis in by_norm)
+    normed = norm_maps(attention.float(), capture.layer_norms(layer))
+    (maps,) = _forward_maps([normed], batch, n_units, words_norm, compiled)
+    for analysis in by_norm:
+        analysis.update(batch, layer, maps)
 
 
 def _forward_maps(attentions, batch: AttentionBatch, n_units: int, want_words: bool, compiled: bool) -> Iterator[LayerMaps]:
