@@ -10,6 +10,8 @@ Measured side by side in one run (interleaved repeats, medians), on real Wikiped
                without the database write (word conversion and predictions in numba's
                compiled loops, as the CLI runs them on passes large enough)
   full-tensors the same with the tensor code for both (the same bits)
+  full-collected  the full engine with every layer's maps collected to the end of the
+               forward, as before the engine streamed each layer from a hook (same bits)
   per-sent     word conversion + surface statistics + head predictions per sentence and head
                in numpy loops, the way the original research code worked (app/extract/reference.py)
   full-bf16    the full engine in bfloat16 (AMX CPUs), with its largest deviation from fp32
@@ -24,6 +26,7 @@ Inputs: `--corpus wiki` (Wikipedia paragraph pairs, up to 128 tokens) or `--corp
 
 Usage: python bench/engine.py [--segments 128] [--baseline-segments 24] [--repeats 3]
                               [--corpus wiki|ud-ewt-dev] [--model minilm|bert-base-random]
+                              [--modes full,full-collected] [--no-memory]
 """
 
 from __future__ import annotations
@@ -130,11 +133,16 @@ class WordMapsOnly(Analysis):
         return []
 
 
-def run_engine(loaded, encoded, batch_size: int, mode: str = "full", compiled: bool = True) -> dict[str, np.ndarray]:  # type: ignore[no-untyped-def]
+def run_engine(loaded, encoded, batch_size: int, mode: str = "full", compiled: bool = True,  # type: ignore[no-untyped-def]
+               streamed: bool = True) -> dict[str, np.ndarray]:
     """`compiled`: numba's loops for the word conversion and head predictions (the CLI takes
-    them when a pass repays numba's start, app/compiled.py), else the tensor code."""
+    them when a pass repays numba's start, app/compiled.py), else the tensor code.
+    `streamed`: each layer's maps from a hook as the layer finishes (the engine's way), else
+    all layers' maps at the end of the forward."""
     info = loaded.info
     engine = AttentionEngine(loaded.model, pad_id=loaded.tokenizer.pad_token_id, batch_size=batch_size)
+    if not streamed:
+        engine.attention_modules = None
     engine.compiled_loops = lambda segments: compiled and loaded.model.device.type == "cpu"  # type: ignore[method-assign]
     surface = SurfaceAnalysis(info.n_layers, info.n_heads)
     analyses: list[Analysis] = {
@@ -207,6 +215,7 @@ def main() -> None:
     parser.add_argument("--model", choices=["minilm", "bert-base-random"], default="minilm")
     parser.add_argument("--no-memory", action="store_true", help="skip the peak-RSS child processes")
     parser.add_argument("--clock", choices=["wall", "cpu"], default="wall")
+    parser.add_argument("--modes", help="comma-separated subset of the modes (bare always runs)")
     parser.add_argument("--child", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -235,18 +244,25 @@ def main() -> None:
     run_engine(loaded, encoded[: args.batch_size], args.batch_size, "full", False)
     run_engine(loaded_bf16, encoded[: args.batch_size], args.batch_size)
 
-    modes = ["bare", "eager", "surface", "surface+words", "full", "full-tensors", "full-bf16", "full (baseline set)",
-             "per-sent"]
+    modes = ["bare", "eager", "surface", "surface+words", "full", "full-tensors", "full-collected", "full-bf16",
+             "full (baseline set)", "per-sent"]
+    if args.modes:
+        modes = ["bare", *(mode for mode in args.modes.split(",") if mode != "bare")]
     times: dict[str, list[float]] = {mode: [] for mode in modes}
     sizes = {mode: len(baseline_set) if mode in ("full (baseline set)", "per-sent") else len(encoded) for mode in modes}
+    runs = {
+        "bare": lambda: run_bare(loaded, encoded, args.batch_size),
+        **{mode: (lambda mode=mode: run_engine(loaded, encoded, args.batch_size, mode))
+           for mode in ("eager", "surface", "surface+words", "full")},
+        "full-tensors": lambda: run_engine(loaded, encoded, args.batch_size, "full", False),
+        "full-collected": lambda: run_engine(loaded, encoded, args.batch_size, streamed=False),
+        "full-bf16": lambda: run_engine(loaded_bf16, encoded, args.batch_size),
+        "full (baseline set)": lambda: run_engine(loaded, baseline_set, args.batch_size),
+        "per-sent": lambda: run_per_sentence(loaded, baseline_set),
+    }
     for _ in range(args.repeats):
-        times["bare"].append(timed(run_bare, loaded, encoded, args.batch_size))
-        for mode in ("eager", "surface", "surface+words", "full"):
-            times[mode].append(timed(run_engine, loaded, encoded, args.batch_size, mode))
-        times["full-tensors"].append(timed(run_engine, loaded, encoded, args.batch_size, "full", False))
-        times["full-bf16"].append(timed(run_engine, loaded_bf16, encoded, args.batch_size))
-        times["full (baseline set)"].append(timed(run_engine, loaded, baseline_set, args.batch_size))
-        times["per-sent"].append(timed(run_per_sentence, loaded, baseline_set))
+        for mode in modes:
+            times[mode].append(timed(runs[mode]))
 
     rates = {mode: sizes[mode] / statistics.median(times[mode]) for mode in modes}
 
@@ -262,13 +278,21 @@ def main() -> None:
         low, high = sizes[mode] / max(times[mode]), sizes[mode] / min(times[mode])
         print(f"{mode:22} {rates[mode]:7.1f}  {ratio(mode, 'bare'):7.2f}  ({low:.1f}-{high:.1f})")
     print("\nratios (median of per-repeat ratios)")
-    print(f"  surface engine / bare                   {ratio('surface', 'bare'):.2f}   (target >= 0.8)")
-    print(f"  surface engine / eager forward          {ratio('surface', 'eager'):.2f}")
-    print(f"  surface+words engine / bare             {ratio('surface+words', 'bare'):.2f}")
-    print(f"  full engine / bare                      {ratio('full', 'bare'):.2f}")
-    print(f"  full engine, tensor code / bare         {ratio('full-tensors', 'bare'):.2f}")
-    print(f"  full engine / per-sentence (same segs)  {ratio('full (baseline set)', 'per-sent'):.1f}x (target >= 5x)")
-    print(f"  full bf16 / full fp32                   {ratio('full-bf16', 'full'):.2f}")
+    lines = [
+        ("surface engine / bare", "surface", "bare", "   (target >= 0.8)"),
+        ("surface engine / eager forward", "surface", "eager", ""),
+        ("surface+words engine / bare", "surface+words", "bare", ""),
+        ("full engine / bare", "full", "bare", ""),
+        ("full engine, tensor code / bare", "full-tensors", "bare", ""),
+        ("full engine, streamed / collected", "full", "full-collected", ""),
+        ("full engine / per-sentence (same segs)", "full (baseline set)", "per-sent", "x (target >= 5x)"),
+        ("full bf16 / full fp32", "full-bf16", "full", ""),
+    ]
+    for label, mode, base, note in lines:
+        if mode in modes and base in modes:
+            print(f"  {label:40} {ratio(mode, base):.2f}{note}")
+    if "full-bf16" not in modes:
+        return
 
     fp32 = run_engine(loaded, encoded, args.batch_size)
     bf16 = run_engine(loaded_bf16, encoded, args.batch_size)
