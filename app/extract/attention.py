@@ -376,7 +376,7 @@ def _layer_feeder(batch: AttentionBatch, analyses: Sequence[Analysis], n_units: 
         if capture is not None:
             _feed_weightings(batch, layer, attention, capture, analyses, n_units, compiled)
             return
-        (maps,) = _forward_maps([attention], batch, n_units, want_words, compiled)
+        maps = _layer_maps(attention, batch, n_units, want_words, compiled)
         for analysis in analyses:
             analysis.update(batch, layer, maps)
 
@@ -390,19 +390,19 @@ def _feed_weightings(batch: AttentionBatch, layer: int, attention: torch.Tensor,
     by_norm = [analysis for analysis in analyses if analysis.weighting == "norm"]
     if by_weight:
         words_weight = any(analysis.needs_word_maps for analysis in by_weight)
-        (maps,) = _forward_maps([attention], batch, n_units, words_weight, compiled)
+        maps = _layer_maps(attention, batch, n_units, words_weight, compiled)
         for analysis in by_weight:
             analysis.update(batch, layer, maps)
     words_norm = any(analysis.needs_word_maps for analysis in by_norm)
     normed = norm_maps(attention.float(), capture.layer_norms(layer))
-    (maps,) = _forward_maps([normed], batch, n_units, words_norm, compiled)
+    maps = _layer_maps(normed, batch, n_units, words_norm, compiled)
     for analysis in by_norm:
         analysis.update(batch, layer, maps)
 
 
-def _forward_maps(attentions, batch: AttentionBatch, n_units: int, want_words: bool, compiled: bool) -> Iterator[LayerMaps]:
-    """Each layer's token maps, and word maps when an analysis wants them, one at a time."""
-    for attention in attentions:
-        token = attention.float()  # [batch, head, query, key]
-        word = to_word_level(token, batch.token_unit, n_units, fused=compiled) if want_words else None
-        yield LayerMaps(token=token, word=word, compiled=compiled)
+def _layer_maps(attention: torch.Tensor, batch: AttentionBatch, n_units: int, want_words: bool,
+                compiled: bool) -> LayerMaps:
+    """One layer's token maps, and its word maps when an analysis wants them."""
+    token = attention.float()  # [batch, head, query, key]
+    word = to_word_level(token, batch.token_unit, n_units, fused=compiled) if want_words else None
+    return LayerMaps(token=token, word=word, compiled=compiled)
