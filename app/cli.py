@@ -1167,4 +1167,7 @@ def serve_until_stopped(command: list[str], env: dict[str, str]) -> int:
 
 
 def main() -> None:
+    from app.heap import short_lived_process
+
+    short_lived_process()
     cli(prog_name="headlens")

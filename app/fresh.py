@@ -87,6 +87,10 @@ def _stop(process: multiprocessing.process.BaseProcess) -> None:
 
 
 def _child(function: Callable[..., Any], args: tuple[Any, ...], sender: Connection) -> None:
+    from app.heap import short_lived_process
+
+    short_lived_process()
+
     def echo(text: str) -> None:
         sender.send(("echo", text))
 

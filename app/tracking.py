@@ -190,6 +190,9 @@ def _serve(connection: Any, settings: Settings) -> None:
     """The helper's loop: one Tracker, one reply per request, until the pipe closes."""
     import signal
 
+    from app.heap import short_lived_process
+
+    short_lived_process()  # its exit skips the teardown anyway (os._exit below)
     # Ctrl-C reaches the whole process group: the command handles it (and marks its runs
     # failed); the helper ends when the command closes the pipe or exits.
     signal.signal(signal.SIGINT, signal.SIG_IGN)

@@ -1,8 +1,12 @@
-"""The heap guard: when it trims (hand-made resident sizes), and the real calls on Linux."""
+"""The heap guard: when it trims (hand-made resident sizes), and the real calls on Linux; the
+collector settings of a short-lived process."""
 
 from __future__ import annotations
 
+import subprocess
 import sys
+import textwrap
+from pathlib import Path
 
 import pytest
 
@@ -62,3 +66,28 @@ def test_a_block_is_released_only_if_it_grew_the_process(monkeypatch: pytest.Mon
     with pytest.raises(KeyError), heap.released_if_grown():
         raise KeyError("the work failed")  # what it built is freed all the same
     assert trims == [1]
+
+
+def test_a_short_lived_process_collects_fully_less_often_and_freezes_at_exit() -> None:
+    """In a fresh interpreter: the oldest generation's threshold is raised (the young ones
+    kept), and the exit handler freezes what is alive before the interpreter's teardown.
+    The probe is registered first, so it runs last (atexit is LIFO): after the freeze."""
+    script = textwrap.dedent(
+        """
+        import atexit, gc
+        atexit.register(lambda: print("frozen at exit:", gc.get_freeze_count() > 0))
+        before = gc.get_threshold()
+        from app.heap import FULL_COLLECTION_EVERY, short_lived_process
+        short_lived_process()
+        after = gc.get_threshold()
+        print("young kept:", after[:2] == before[:2], "full every:", after[2] == FULL_COLLECTION_EVERY != before[2])
+        print("frozen now:", gc.get_freeze_count() > 0)
+        """
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True,
+                            cwd=Path(__file__).resolve().parents[1])
+    assert result.stdout.split("\n")[:3] == [
+        "young kept: True full every: True",
+        "frozen now: False",
+        "frozen at exit: True",
+    ]
