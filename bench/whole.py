@@ -173,6 +173,9 @@ def main() -> None:
         env = {
             **os.environ,
             "PYTHONPATH": str(ROOT),
+            # `python -m app` puts the working directory first on sys.path: without this, a
+            # baseline run from inside a checkout would import that checkout's code, not its own.
+            "PYTHONSAFEPATH": "1",
             "HEADLENS_DB": str(scratch / "base.duckdb"),
             "HEADLENS_MLRUNS": str(scratch / "mlruns"),
             "HEADLENS_DATA": str(DATA),
