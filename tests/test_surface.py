@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from app.analysis.base import AttentionBatch, LayerMaps
-from app.analysis.surface import METRICS, SurfaceAnalysis, segment_statistics
+from app.analysis.surface import METRICS, SurfaceAnalysis, _key_mass, segment_statistics
 from app.extract.reference import surface_statistics as reference_statistics
 from app.types import CLS, NO_PUNCT, PERIOD, SEP, WORD
 from tests.test_word_level import ATTENTION
@@ -118,3 +118,16 @@ def test_state_dict_round_trip_resumes_exactly() -> None:
     second.update(batch, 0, maps)
     for metric in METRICS:
         assert first.grids()[metric] == pytest.approx(second.grids()[metric])
+
+
+@pytest.mark.parametrize("density", [0.0, 0.1, 1.0])
+def test_key_mass_over_selected_keys_is_the_full_matmul(density: float) -> None:
+    """Gathering only the keys some target selects gives the full matmul's sums: segments
+    with none selected, a few, or every key (the gather is then the whole map)."""
+    generator = torch.Generator().manual_seed(3)
+    attention = torch.rand(5, 3, 9, 9, generator=generator).softmax(-1)
+    masks = (torch.rand(5, 9, 4, generator=generator) < density).float()
+    masks[1] = 0  # a segment that selects nothing beside ones that do
+    full = attention @ masks.unsqueeze(1)
+    assert torch.allclose(_key_mass(attention, masks), full, rtol=0, atol=1e-6)
+    assert _key_mass(attention, masks).shape == full.shape
