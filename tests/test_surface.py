@@ -131,3 +131,14 @@ def test_key_mass_over_selected_keys_is_the_full_matmul(density: float) -> None:
     full = attention @ masks.unsqueeze(1)
     assert torch.allclose(_key_mass(attention, masks), full, rtol=0, atol=1e-6)
     assert _key_mass(attention, masks).shape == full.shape
+
+
+def test_a_nan_row_keeps_a_nan_entropy_and_zeros_count_as_nothing() -> None:
+    """0 log 0 = 0 (padding keys), but a row the encoder broke (all NaN) is not a peaked head."""
+    attention = torch.tensor([[[[0.5, 0.5, 0.0], [1.0, 0.0, 0.0], [float("nan")] * 3]]])
+    batch = make_batch([[CLS, WORD, SEP]], [[NO_PUNCT] * 3])
+    entropy = segment_statistics(attention, batch)["entropy"][0]
+    assert torch.isnan(entropy).all()  # the mean over queries includes the broken row
+    fine = torch.tensor([[[[0.5, 0.5], [1.0, 0.0]]]])  # entropies log 2 and 0
+    entropy = segment_statistics(fine, make_batch([[CLS, WORD]], [[NO_PUNCT] * 2]))["entropy"][0]
+    assert entropy.item() == pytest.approx(math.log(2) / 2)
