@@ -370,34 +370,26 @@ def _end_batch(batch: AttentionBatch, analyses: Sequence[Analysis], progress) ->
 
 def _layer_feeder(batch: AttentionBatch, analyses: Sequence[Analysis], n_units: int, want_words: bool,
                   compiled: bool, capture: ValueCapture | None) -> Callable[[int, torch.Tensor], None]:
-    """What `AttentionEngine.stream` calls with each layer's attention of this batch."""
+    """What `AttentionEngine.stream` calls with each layer's attention of this batch: weight
+    maps to the weight-based analyses, norm maps (with `capture`) to the norm-based ones. The
+    two groups are split once per batch, not per layer."""
+    by_norm = [analysis for analysis in analyses if analysis.weighting == "norm"] if capture else []
+    by_weight = [analysis for analysis in analyses if capture is None or analysis.weighting != "norm"]
+    words_weight = want_words and any(analysis.needs_word_maps for analysis in by_weight)
+    words_norm = any(analysis.needs_word_maps for analysis in by_norm)
 
     def consume(layer: int, attention: torch.Tensor) -> None:
-        if capture is not None:
-            _feed_weightings(batch, layer, attention, capture, analyses, n_units, compiled)
-            return
-        maps = _layer_maps(attention, batch, n_units, want_words, compiled)
-        for analysis in analyses:
-            analysis.update(batch, layer, maps)
+        if by_weight:
+            maps = _layer_maps(attention, batch, n_units, words_weight, compiled)
+            for analysis in by_weight:
+                analysis.update(batch, layer, maps)
+        if capture is not None and by_norm:
+            normed = norm_maps(attention.float(), capture.layer_norms(layer))
+            maps = _layer_maps(normed, batch, n_units, words_norm, compiled)
+            for analysis in by_norm:
+                analysis.update(batch, layer, maps)
 
     return consume
-
-
-def _feed_weightings(batch: AttentionBatch, layer: int, attention: torch.Tensor, capture: ValueCapture,
-                     analyses: Sequence[Analysis], n_units: int, compiled: bool) -> None:
-    """One layer: weight maps to the weight-based analyses, norm maps to the norm-based."""
-    by_weight = [analysis for analysis in analyses if analysis.weighting != "norm"]
-    by_norm = [analysis for analysis in analyses if analysis.weighting == "norm"]
-    if by_weight:
-        words_weight = any(analysis.needs_word_maps for analysis in by_weight)
-        maps = _layer_maps(attention, batch, n_units, words_weight, compiled)
-        for analysis in by_weight:
-            analysis.update(batch, layer, maps)
-    words_norm = any(analysis.needs_word_maps for analysis in by_norm)
-    normed = norm_maps(attention.float(), capture.layer_norms(layer))
-    maps = _layer_maps(normed, batch, n_units, words_norm, compiled)
-    for analysis in by_norm:
-        analysis.update(batch, layer, maps)
 
 
 def _layer_maps(attention: torch.Tensor, batch: AttentionBatch, n_units: int, want_words: bool,
