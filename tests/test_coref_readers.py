@@ -379,6 +379,38 @@ def test_read_coref_corpus_sums_what_was_dropped() -> None:
     assert litbank.dependency_scheme is None and litbank.dropped == {}
 
 
+def test_truncated_documents_parse_only_the_sentences_they_keep() -> None:
+    # 1_tiny_brat: sentences of 15, 7 and 3 words (0-14, 15-21, 22-24); one piece each and a
+    # budget of 18 words cut inside the second sentence, so the third is never parsed.
+    parsed: list[list[str]] = []
+
+    def first_word_heads(forms: list[str]) -> list[int | None]:
+        parsed.append(forms)
+        return [None] + [0] * (len(forms) - 1)
+
+    path = FIXTURES / "litbank.conll"
+    corpus = read_coref_corpus("lit", [path], "conll2012", one_piece_each, max_tokens=20,
+                               parse=first_word_heads)
+    assert [len(forms) for forms in parsed] == [15, 7]  # the straddling sentence whole
+    # The same mentions as parsing the whole document first: Sir Walter Elliot (0-2), Kellynch
+    # Hall (5-6), a man who never read (9-13), He (15), each headed by its first word; "the
+    # Baronetage of England" (17-20) crosses the cut; England (20) and Walter (22) lie past it.
+    (doc,) = read_conll2012(path)
+    (everything,), dropped = segment_document(find_mention_heads(doc, parse=first_word_heads),
+                                              one_piece_each, max_tokens=20)
+    (segment,) = corpus.documents[0].segments
+    assert segment.mentions == everything.mentions
+    assert [(m.start, m.head, m.head_source) for m in segment.mentions] == [
+        (0, 0, "silver-dependencies"), (5, 5, "silver-dependencies"),
+        (9, 9, "silver-dependencies"), (15, 15, "silver-dependencies"),
+    ]  # fmt: skip
+    assert corpus.dropped == dropped == {
+        "words after the truncation point": 7,
+        "mentions crossing the segment cut": 1,
+        "mentions after the truncation point": 2,
+    }
+
+
 # --- the shared gold data ------------------------------------------------------------------
 
 
