@@ -251,9 +251,10 @@ def segment_document(
 
 def _pieces(doc: CorefDocument, piece_counts: PieceCounter) -> list[int]:
     """Word pieces per word of the document."""
-    pieces = piece_counts([w.form for w in doc.words])
-    if len(pieces) != len(doc.words):
-        raise ValueError(f"piece_counts gave {len(pieces)} counts for {len(doc.words)} words")
+    forms = [w.form for w in doc.words]
+    pieces = piece_counts(forms)
+    if len(pieces) != len(forms):
+        raise ValueError(f"piece_counts gave {len(pieces)} counts for {len(forms)} words")
     return list(pieces)
 
 
@@ -307,6 +308,7 @@ def read_coref_corpus(
     if fmt not in READERS:
         raise UnknownName("coreference format", fmt, list(READERS))
     documents, dropped, has_dependencies = [], Counter[str](), False
+    budget = max_tokens - n_special
     for path in paths:
         read = READERS[fmt](path)
         if not read:
@@ -314,7 +316,6 @@ def read_coref_corpus(
         for doc in read:
             has_dependencies |= any(w.deprel is not None for s in doc.sentences for w in s)
             pieces = _pieces(doc, piece_counts)
-            budget = max_tokens - n_special
             # Truncated, the words past the cut lose their mentions: no head is sought there.
             upto = _fit(pieces, 0, len(pieces), budget) if mode == "truncate" else None
             doc = find_mention_heads(doc, parse=parse, upto=upto)
